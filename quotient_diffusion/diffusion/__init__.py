@@ -1,0 +1,32 @@
+"""Interpolants, symmetry treatments, samplers and the diffusion model."""
+
+from .interpolants import Interpolant, LinearInterpolant, PolynomialVP, get_interpolant
+from .model import DiffusionModel
+from .samplers import SamplerConfig, prior_sample, sample
+from .treatments import (
+    TREATMENTS,
+    AF3Alignment,
+    Conventional,
+    GeoDiffAlignment,
+    Quotient,
+    Treatment,
+    get_treatment,
+)
+
+__all__ = [
+    "Interpolant",
+    "LinearInterpolant",
+    "PolynomialVP",
+    "get_interpolant",
+    "DiffusionModel",
+    "SamplerConfig",
+    "prior_sample",
+    "sample",
+    "Treatment",
+    "Conventional",
+    "GeoDiffAlignment",
+    "AF3Alignment",
+    "Quotient",
+    "TREATMENTS",
+    "get_treatment",
+]

@@ -1,0 +1,167 @@
+r"""The four symmetry treatments: each gives a training residual and the sampler's drift.
+
+All coordinates are centred per molecule (translations are always quotiented out). With a
+denoiser output D, clean data x1 and noisy input x_t, the per-molecule loss is
+w(t) * |r|^2 / (3 N) with the residual r:
+
+=================  ==============================  ==========================================
+treatment          residual r                      sampler drift (noise variance 2 eta per t)
+=================  ==============================  ==========================================
+conventional       D - x1                          v + eta s,           noise z
+GeoDiff alignment  D - A_{x_t}(x1)                 v + eta s,           noise z
+AF3 alignment      D - A_{sg(D)}(x1)               v + eta s,           noise z
+quotient           P_{x_t}(D - x1)                 P(v + eta s) - eta h, noise P z
+=================  ==============================  ==========================================
+
+(z is mean-free Gaussian, A_y(x) the point of the orbit of x closest to y, P the horizontal
+projection, h the mean curvature of the orbits.) The quotient SDE's correction is -eta h, i.e.
+-(sigma^2/2) h for noise variance sigma^2 = 2 eta; the paper's printed '+ eta h' is wrong (see
+docs/theory.md). ``Quotient(curvature_sign=...)`` exists only to measure the wrong variants.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from ..groups import SE3, GroupAction, center
+from ..scatter import num_segments, scatter_sum
+
+__all__ = [
+    "Treatment",
+    "Conventional",
+    "GeoDiffAlignment",
+    "AF3Alignment",
+    "Quotient",
+    "get_treatment",
+    "TREATMENTS",
+]
+
+
+class Treatment(ABC):
+    """A symmetry treatment: what the network is trained against, and how it is sampled."""
+
+    name: str = "treatment"
+
+    def __init__(self, group: GroupAction | None = None):
+        self.group = group if group is not None else SE3()
+
+    @abstractmethod
+    def residual(
+        self, denoised: torch.Tensor, x1: torch.Tensor, xt: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-atom residual whose squared norm is the loss (all inputs centred)."""
+
+    def loss(
+        self,
+        denoised: torch.Tensor,
+        x1: torch.Tensor,
+        xt: torch.Tensor,
+        batch: torch.Tensor,
+        weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-molecule loss w(t) |r|^2 / (3 N_atoms), shape (B,)."""
+        r = self.residual(denoised, x1, xt, batch)
+        nb = num_segments(batch)
+        sq = scatter_sum((r * r).sum(-1), batch, nb, True)
+        counts = scatter_sum(torch.ones_like(sq[batch]), batch, nb, True)
+        per_mol = sq / (3 * counts)
+        return per_mol if weight is None else per_mol * weight
+
+    def drift(
+        self,
+        velocity: torch.Tensor,
+        x: torch.Tensor,
+        batch: torch.Tensor,
+        score: torch.Tensor | None = None,
+        eta: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Drift of the sampler: v (+ eta s for the SDE), centred. ``eta`` is per atom (n, 1)."""
+        d = velocity if score is None else velocity + eta * score
+        return center(d, batch)
+
+    def noise(self, z: torch.Tensor, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Noise increment direction for the SDE (mean-free Gaussian for the standard SDE)."""
+        return center(z, batch)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(group={self.group!r})"
+
+
+class Conventional(Treatment):
+    """Plain regression of D on x1 (EDM, ET-Flow); standard samplers."""
+
+    name = "conventional"
+
+    def residual(self, denoised, x1, xt, batch):
+        return denoised - x1
+
+
+class GeoDiffAlignment(Treatment):
+    """Regress D on x1 aligned to the noisy input (GeoDiff); standard samplers."""
+
+    name = "geodiff"
+
+    def residual(self, denoised, x1, xt, batch):
+        with torch.no_grad():
+            target = self.group.align(x1, xt, batch)
+        return denoised - target
+
+
+class AF3Alignment(Treatment):
+    """Regress D on x1 aligned to the network's own (detached) output (AlphaFold 3)."""
+
+    name = "af3"
+
+    def residual(self, denoised, x1, xt, batch):
+        with torch.no_grad():
+            target = self.group.align(x1, denoised.detach(), batch)
+        return denoised - target
+
+
+class Quotient(Treatment):
+    """Supervise only the horizontal part of D - x1; sample the horizontal lift.
+
+    ``curvature_sign`` = -1 is the correct lift. +1 (the sign printed in the paper) and 0 (no
+    correction) are wrong and exist only for the ablations in benchmarks/toy_recovery.py.
+    """
+
+    name = "quotient"
+
+    def __init__(self, group: GroupAction | None = None, curvature_sign: float = -1.0):
+        super().__init__(group)
+        self.curvature_sign = curvature_sign
+
+    def residual(self, denoised, x1, xt, batch):
+        return self.group.project(denoised - x1, xt, batch)
+
+    def drift(self, velocity, x, batch, score=None, eta=None):
+        if score is None:
+            return self.group.project(velocity, x, batch)
+        d = self.group.project(velocity + eta * score, x, batch)
+        if self.curvature_sign != 0:
+            d = d + self.curvature_sign * eta * self.group.curvature(x, batch)
+        return d
+
+    def noise(self, z, x, batch):
+        return self.group.project(z, x, batch)
+
+    def __repr__(self) -> str:
+        sign = "" if self.curvature_sign == -1 else f", curvature_sign={self.curvature_sign}"
+        return f"Quotient(group={self.group!r}{sign})"
+
+
+TREATMENTS = {
+    "conventional": Conventional,
+    "geodiff": GeoDiffAlignment,
+    "af3": AF3Alignment,
+    "quotient": Quotient,
+}
+
+
+def get_treatment(name: str, group: GroupAction | None = None) -> Treatment:
+    """Build a treatment by name: 'conventional', 'geodiff', 'af3' or 'quotient'."""
+    if name not in TREATMENTS:
+        raise ValueError(f"unknown treatment {name!r}; choose one of {sorted(TREATMENTS)}")
+    return TREATMENTS[name](group)
