@@ -1,7 +1,8 @@
 r"""The group-action interface and its generic (Gram-matrix) implementation.
 
-A compact Lie group :math:`G` of dimension :math:`k` acts on point clouds :math:`x \in R^{N\times 3}`
-by isometries. Its Lie-algebra basis gives, at every :math:`x`, the tangent vectors of the orbit
+A compact Lie group :math:`G` of dimension :math:`k` acts on point clouds
+:math:`x \in R^{N\times 3}` by isometries. Its Lie-algebra basis gives, at every :math:`x`, the
+tangent vectors of the orbit
 
 .. math:: U(x) = [u_1(x), \dots, u_k(x)] \in R^{3N \times k}  \qquad\text{(vertical space)}.
 
@@ -44,8 +45,9 @@ def filtered_inverse(
     r"""Regularised inverse :math:`f(G)` of a batch of symmetric PSD matrices ``(B, k, k)``.
 
     With eigenvalues :math:`\lambda_i`, a per-molecule ``scale`` (default :math:`\mathrm{tr}G`)
-    and :math:`\tau = \max(\mathrm{rel\_tol}\cdot\mathrm{scale}, \epsilon)`: :math:`f(\lambda) = 1/\lambda` for :math:`\lambda \ge \tau` and
-    :math:`\lambda/\tau^2` below. :math:`f` is continuous, bounded by :math:`1/\tau`, and equals
+    and :math:`\tau = \max(\mathrm{rel\_tol}\cdot\mathrm{scale}, \epsilon)`:
+    :math:`f(\lambda) = 1/\lambda` for :math:`\lambda \ge \tau` and :math:`\lambda/\tau^2` below.
+    :math:`f` is continuous, bounded by :math:`1/\tau`, and equals
     :math:`G^{-1}` for well-conditioned :math:`G`. :math:`f` is the derivative of
     :math:`g(\lambda) = \log\lambda` (above tau) and :math:`\lambda^2/(2\tau^2) + \mathrm{const}`
     (below), the regularised log-determinant whose gradient defines the curvature.
@@ -102,23 +104,29 @@ class GroupAction(ABC):
     def degeneracy_scale(
         self, gram: torch.Tensor, x: torch.Tensor, batch: torch.Tensor
     ) -> torch.Tensor:
-        """Per-molecule size against which small Gram eigenvalues count as degenerate.
+        r"""Per-molecule size against which small Gram eigenvalues count as degenerate.
 
         Default: :math:`\mathrm{tr}\,G`. Groups whose Gram matrix can vanish as a whole (a
         one-parameter group) override it with a size of the configuration.
         """
         return gram.diagonal(dim1=-2, dim2=-1).sum(-1)
 
-    def inverse_gram(self, gram: torch.Tensor, x: torch.Tensor, batch: torch.Tensor):
+    def inverse_gram(
+        self, gram: torch.Tensor, x: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:
         """:func:`filtered_inverse` of ``gram`` with this group's threshold."""
         return filtered_inverse(gram, self.rel_tol, self.degeneracy_scale(gram, x, batch))
 
     # ------------------------------------------------------------------ derived quantities
-    def gram(self, x: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
-        """Orbit Gram matrix :math:`G = U^T U` per molecule, shape ``(B, dim, dim)``."""
+    def generic_gram(self, x: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Gram matrix :math:`G_{ij} = \sum_n u_i(x)_n \cdot u_j(x)_n` from the generators."""
         b = batch_index(x, batch)
         u = self.generators(x, b)
         return scatter_sum(torch.einsum("nci,ncj->nij", u, u), b, num_segments(b), True)
+
+    def gram(self, x: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Orbit Gram matrix :math:`G = U^T U` per molecule, shape ``(B, dim, dim)``."""
+        return self.generic_gram(x, batch)
 
     def generic_project(
         self, v: torch.Tensor, x: torch.Tensor, batch: torch.Tensor | None = None
@@ -142,7 +150,7 @@ class GroupAction(ABC):
         b = batch_index(x, batch)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            g = self.gram(xg, b)
+            g = self.generic_gram(xg, b)
             finv = self.inverse_gram(g, xg, b)
             surrogate = (finv * g).sum()
             if not surrogate.requires_grad:  # the Gram matrix does not depend on x: flat orbits
@@ -194,7 +202,7 @@ class GroupAction(ABC):
     def vertical(
         self, x: torch.Tensor, coef: torch.Tensor, batch: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The vertical vector :math:`U(x)\\,c` for per-molecule coefficients ``coef`` (B, dim)."""
+        r"""The vertical vector :math:`U(x)\,c` for per-molecule coefficients ``coef`` (B, dim)."""
         b = batch_index(x, batch)
         return torch.einsum("nci,ni->nc", self.generators(x, b), coef[b])
 

@@ -1,0 +1,47 @@
+"""Shared fixtures for the test-suite: thread count, seeded random flat batches, real molecules."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# The tests use small tensors: more threads than cores only adds contention on shared machines.
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def random_flat_batch(
+    sizes: list[int],
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    scale: float = 1.5,
+    offset: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat batch of Gaussian point clouds with the given atom counts: (x, batch)."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.tensor(sizes)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+    x = scale * torch.randn(int(counts.sum()), 3, dtype=dtype, generator=gen)
+    shift = offset * torch.randn(len(sizes), 3, dtype=dtype, generator=gen)
+    return x + shift[batch], batch
+
+
+def ase_positions(name: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Atomic positions (Angstrom) of a molecule from ASE's g2 collection, e.g. 'CO2'."""
+    from ase.build import molecule
+
+    return torch.as_tensor(molecule(name).get_positions(), dtype=dtype)
+
+
+@pytest.fixture
+def flat_batch():
+    """Factory fixture: ``flat_batch(sizes, dtype=..., seed=...)`` -> (x, batch)."""
+    return random_flat_batch
+
+
+@pytest.fixture
+def molecule_positions():
+    """Factory fixture: ``molecule_positions('CO2', dtype)`` -> (N, 3) tensor."""
+    return ase_positions
