@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -188,17 +189,21 @@ def fmt(m, s, digits=3):
 
 
 def markdown(exact: dict, learning: dict | None, args) -> str:
-    lines = [
-        f"Target: {args.templates} templates of {args.points} points, shape noise "
-        f"{args.shape_noise}; {args.num_samples} samples per run, {args.seeds} seeds; ODE "
-        f"{args.steps} steps (Heun off, Euler), SDE {2 * args.steps} steps, noise scale "
-        f"{args.noise_scale}. W1 = 1-D Wasserstein distance to a reference target sample "
-        "(mean ± std over seeds; lower is better).",
-        "",
-        "| sampler (exact denoiser) | W1 Rg | W1 log det K | W1 pairwise dist. |",
-        "|---|---|---|---|",
-    ]
-    for name, rows in exact.items():
+    lines = (
+        []
+        if exact is None
+        else [
+            f"Target: {args.templates} templates of {args.points} points, shape noise "
+            f"{args.shape_noise}; {args.num_samples} samples per run, {args.seeds} seeds; ODE "
+            f"{args.steps} steps (Heun off, Euler), SDE {2 * args.steps} steps, noise scale "
+            f"{args.noise_scale}. W1 = 1-D Wasserstein distance to a reference target sample "
+            "(mean ± std over seeds; lower is better).",
+            "",
+            "| sampler (exact denoiser) | W1 Rg | W1 log det K | W1 pairwise dist. |",
+            "|---|---|---|---|",
+        ]
+    )
+    for name, rows in (exact or {}).items():
         s = summarise(rows)
         lines.append(f"| {name} | {fmt(*s['rg'])} | {fmt(*s['logdetK'])} | {fmt(*s['pair'])} |")
     if learning:
@@ -245,42 +250,49 @@ def plot(exact: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small run (a few minutes on 2 cores)")
-    p.add_argument("--skip-learning", action="store_true")
+    p.add_argument(
+        "--part",
+        choices=["exact", "learning", "both"],
+        default="both",
+        help="which question to run (each writes its own result files)",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     q = args.quick
     args.templates, args.points, args.shape_noise = 3, 6, 0.15
-    args.num_samples = 300 if q else 2000
+    args.num_samples = 300 if q else 1000
     args.seeds = 2 if q else 3
-    args.steps = 30 if q else 100
-    args.rotations = 128 if q else 256
+    args.steps = 30 if q else 60
+    args.rotations = 128 if q else 192
     args.noise_scale = 1.0
     args.budgets = [100, 300] if q else [300, 1000, 3000]
     args.hidden, args.batch, args.lr = (32 if q else 64), 64, 2e-3
     target = TemplateMixture.random(args.templates, args.points, args.shape_noise, seed=0)
     interp = LinearInterpolant()
-    t0 = time.perf_counter()
-    print("Exact denoisers:", flush=True)
-    exact = run_exact(args, target, interp)
-    learning = None
-    if not args.skip_learning:
-        print("Learning:", flush=True)
-        learning = run_learning(args, target, interp)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "toy_recovery_quick" if q else "toy_recovery"
-    config = {k: v for k, v in vars(args).items()}
-    payload = {
-        "config": config,
-        "exact": exact,
-        "learning": learning,
-        "seconds": time.perf_counter() - t0,
-    }
-    (RESULTS / f"{tag}.json").write_text(json.dumps(payload, indent=1))
-    table = markdown(exact, learning, args)
-    (RESULTS / f"{tag}.md").write_text(table)
-    plot(exact, RESULTS / f"{tag}.png")
-    print(table)
+    for part in ("exact", "learning"):
+        if args.part not in (part, "both"):
+            continue
+        t0 = time.perf_counter()
+        print(f"{part}:", flush=True)
+        if part == "exact":
+            rows = run_exact(args, target, interp)
+            table = markdown(rows, None, args)
+            plot(rows, RESULTS / f"{tag}_exact.png")
+        else:
+            rows = run_learning(args, target, interp)
+            table = markdown(None, rows, args)
+        payload = {
+            "command": " ".join(["python", *sys.argv]),
+            "config": vars(args),
+            part: rows,
+            "seconds": time.perf_counter() - t0,
+        }
+        (RESULTS / f"{tag}_{part}.json").write_text(json.dumps(payload, indent=1))
+        (RESULTS / f"{tag}_{part}.md").write_text(table)
+        print(table)
 
 
 if __name__ == "__main__":
