@@ -83,9 +83,7 @@ def test_so2_lift_reproduces_brownian_quotient_statistics():
     n_atoms = 3
     expected = SIGMA**2 * 3 * n_atoms * HORIZON
     z = {
-        c: z_score(
-            simulate_lifted_brownian(group, n_atoms, 4000, c, 50, 1.0, False), expected
-        )
+        c: z_score(simulate_lifted_brownian(group, n_atoms, 4000, c, 50, 1.0, False), expected)
         for c in (-1.0, 1.0)
     }
     assert abs(z[-1.0]) < 4.0, z

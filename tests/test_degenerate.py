@@ -265,8 +265,10 @@ def test_random_walk_from_co2_stays_finite(dtype, dt):
     gen = torch.Generator().manual_seed(13)
     for _ in range(steps):
         z = torch.randn(x.shape, dtype=torch.float64, generator=gen).to(dtype)
-        x = x - 0.5 * sigma**2 * group.curvature(x, b) * dt + sigma * dt**0.5 * group.project(
-            z, x, b
+        x = (
+            x
+            - 0.5 * sigma**2 * group.curvature(x, b) * dt
+            + sigma * dt**0.5 * group.project(z, x, b)
         )
         assert finite(x)
     assert x.abs().max() < 20.0

@@ -87,9 +87,7 @@ def per_mol_dot(a, b, batch):
 def dense_projection(u: torch.Tensor) -> torch.Tensor:
     """I - U (U^T U)^{-1} U^T for one molecule, u: (N, 3, k)."""
     mat = u.reshape(-1, u.shape[-1])
-    return torch.eye(mat.shape[0], dtype=mat.dtype) - mat @ torch.linalg.solve(
-        mat.T @ mat, mat.T
-    )
+    return torch.eye(mat.shape[0], dtype=mat.dtype) - mat @ torch.linalg.solve(mat.T @ mat, mat.T)
 
 
 # ---------------------------------------------------------------------------- projection
@@ -253,7 +251,11 @@ def test_generic_path_equals_closed_forms(named_group):
 
 
 def test_closed_form_grams(named_group):
-    """T3: N I; SO3: inertia tensor about the origin; SE3: diag(N I, K centred); SO2: sum |x_perp|^2."""
+    """Closed-form Gram matrices.
+
+    T3: N I; SO3: inertia tensor about the origin; SE3: diag(N I, K of the centred cloud);
+    SO2: sum of |x_perp|^2.
+    """
     name, group = named_group
     x, b = random_flat_batch(SIZES, seed=21, offset=2.0)
     for m, n in enumerate(SIZES):
