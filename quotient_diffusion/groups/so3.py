@@ -24,10 +24,14 @@ __all__ = ["SO3", "inertia_tensor"]
 
 
 def inertia_tensor(x: torch.Tensor, batch: torch.Tensor, nb: int) -> torch.Tensor:
-    """K = sum_n (|x_n|^2 I - x_n x_n^T) per molecule, shape (B, 3, 3)."""
+    r"""K = sum_n (|x_n|^2 I - x_n x_n^T) per molecule, shape (B, 3, 3).
+
+    Computed as :math:`K = \mathrm{tr}(S) I - S` from the second moment
+    :math:`S = \sum_n x_n x_n^T`, so that only one 3x3 outer product per atom is formed.
+    """
+    second = scatter_sum(x.unsqueeze(-1) * x.unsqueeze(-2), batch, nb, True)
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
-    per_atom = (x * x).sum(-1)[:, None, None] * eye - x.unsqueeze(-1) * x.unsqueeze(-2)
-    return scatter_sum(per_atom, batch, nb, True)
+    return second.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] * eye - second
 
 
 class SO3(GroupAction):
