@@ -50,7 +50,8 @@ def filtered_inverse(
     :math:`f` is continuous, bounded by :math:`1/\tau`, and equals
     :math:`G^{-1}` for well-conditioned :math:`G`. :math:`f` is the derivative of
     :math:`g(\lambda) = \log\lambda` (above tau) and :math:`\lambda^2/(2\tau^2) + \mathrm{const}`
-    (below), the regularised log-determinant whose gradient defines the curvature.
+    (below), the regularised log-determinant whose gradient (with tau held fixed) defines the
+    curvature.
 
     The geometry is treated as constant: the result is detached from the autograd graph (the
     library differentiates projections with respect to the projected vector, never the metric).
