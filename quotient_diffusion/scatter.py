@@ -55,8 +55,18 @@ def num_segments(batch: torch.Tensor) -> int:
 def scatter_sum(
     src: torch.Tensor, index: torch.Tensor, dim_size: int, sorted_index: bool = False
 ) -> torch.Tensor:
-    """out[s] = sum_{i : index[i] = s} src[i] along dim 0; ``dim_size`` segments."""
-    if _torch_scatter is not None and sorted_index and src.device.type == "cpu":
+    """out[s] = sum_{i : index[i] = s} src[i] along dim 0; ``dim_size`` segments.
+
+    ``sorted_index=True`` promises a non-decreasing index (a flat batch's molecule index); it
+    enables torch_scatter's ``segment_coo`` when that is installed. An index that breaks the
+    promise falls back to the native path rather than giving wrong sums.
+    """
+    if (
+        _torch_scatter is not None
+        and sorted_index
+        and src.device.type == "cpu"
+        and bool((index[1:] >= index[:-1]).all())
+    ):
         return _torch_scatter.segment_coo(src, index, dim_size=dim_size, reduce="sum")
     out = src.new_zeros((dim_size,) + tuple(src.shape[1:]))
     return out.index_add_(0, index, src)

@@ -126,3 +126,12 @@ def test_torch_scatter_and_native_paths_agree(tmp_path):
 
 def test_module_reports_backend():
     assert scatter.HAS_TORCH_SCATTER == (scatter._torch_scatter is not None)
+
+
+def test_unsorted_index_with_sorted_flag_is_still_correct():
+    """sorted_index=True on an unsorted index must not give wrong sums (any back end)."""
+    src, index, dim_size = make_case((3,), False, seed=6)
+    assert not bool((index[1:] >= index[:-1]).all())
+    torch.testing.assert_close(
+        scatter_sum(src, index, dim_size, True), reference(src, index, dim_size, False)
+    )
