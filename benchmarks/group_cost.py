@@ -5,7 +5,7 @@ generators, curvature by autograd), on flat batches of random molecules, and rep
 over repeats per batch and per molecule. Three sizes show linear scaling in molecules and in
 atoms: 10,000 x 20 atoms, 20,000 x 20 atoms and 10,000 x 40 atoms.
 
-    python benchmarks/group_cost.py            # full run (about a minute)
+    python benchmarks/group_cost.py            # full run (about 15 s on an idle machine)
     python benchmarks/group_cost.py --quick    # a few seconds, smaller batches
 
 Writes benchmarks/results/group_cost.json and group_cost.md and prints the table.
@@ -87,24 +87,33 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "# Cost of project + curvature (SE(3)), per batch and per molecule",
         "",
         f"dtype {meta['dtype']}, torch {meta['torch']}, {meta['threads']} thread(s), "
-        f"median of {meta['repeats']} repeats after one warm-up; {meta['when']}.",
+        f"median of {meta['repeats']} repeats after one warm-up; {meta['when']}"
+        + (" (--quick: small batches)." if meta["quick"] else "."),
         "",
-        "| method | molecules | atoms/molecule | atoms | median ms | us/molecule | ns/atom |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | molecules | atoms/molecule | atoms | median ms | us/molecule | ns/atom "
+        "| time / first size |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    first = {}
     for r in rows:
+        base = first.setdefault(r["method"], r["median_ms"])
         lines.append(
             f"| {r['method']} | {r['molecules']} | {r['atoms_per_molecule']} | "
             f"{r['total_atoms']} | {r['median_ms']:.1f} | {r['us_per_molecule']:.2f} | "
-            f"{r['ns_per_atom']:.1f} |"
+            f"{r['ns_per_atom']:.1f} | {r['median_ms'] / base:.2f} |"
         )
+    lines += [
+        "",
+        "Linear scaling means a ratio of about 2 for twice the molecules or twice the atoms.",
+        "Timings on a shared machine vary; compare rows of one run, not across runs.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches, 3 repeats")
-    parser.add_argument("--repeats", type=int, default=None, help="default 7 (3 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 11 (3 with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 11)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     meta = {
         "dtype": args.dtype,
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = run(sizes, repeats, dtype)
     table = to_markdown(rows, meta)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "group_cost_quick" if args.quick else "group_cost"
+    stem = "group_cost"  # a --quick run overwrites the full results; its header says so
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (args.out / f"{stem}.md").write_text(table)
     print()

@@ -93,7 +93,7 @@ def test_so2_lift_reproduces_brownian_quotient_statistics():
 @pytest.mark.slow
 @pytest.mark.parametrize("n_atoms", [3, 4, 5, 8])
 def test_se3_lift_precise(n_atoms):
-    """Larger and more precise: 10,000 paths, 200 steps (about 30 s per case).
+    """Larger and more precise: 10,000 paths, 200 steps (20-30 s per case).
 
     The wrong signs are off by more than 30 (printed "+") and 15 (no correction) standard errors
     for every N here; the thresholds leave a margin.
