@@ -282,3 +282,20 @@ def test_random_walk_from_co2_stays_finite(dtype, dt):
         )
     )
     assert (lam[:, 0] > group.rel_tol * lam.sum(-1)).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("size", [0.0, 1e-4, 1e-2])
+def test_policy_is_equivariant(name, size):
+    """The filter depends only on eigenvalues: rotated and shifted inputs give rotated outputs."""
+    group = SE3()
+    x = perturbed(ase_positions(name), size, seed=14)
+    gen = torch.Generator().manual_seed(15)
+    v = torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    rot = random_rotations(1, torch.float64, gen)[0]
+    shift = torch.randn(3, dtype=torch.float64, generator=gen)
+    gx = x @ rot.T + shift
+    torch.testing.assert_close(
+        group.project(v @ rot.T, gx), group.project(v, x) @ rot.T, rtol=0, atol=1e-10
+    )
+    torch.testing.assert_close(group.curvature(gx), group.curvature(x) @ rot.T, rtol=0, atol=1e-9)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import random_flat_batch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from quotient_diffusion.groups import (
     SE3,
@@ -404,3 +406,29 @@ def test_get_group_and_errors():
     x = torch.zeros(4, 3, dtype=DT)
     with pytest.raises(ValueError):
         SO3().project(x, x, torch.zeros(3, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------- property-based
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    sizes=st.lists(st.integers(min_value=3, max_value=12), min_size=1, max_size=6),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+    scale=st.floats(min_value=0.05, max_value=20.0),
+    name=st.sampled_from(list(GROUPS)),
+)
+def test_projection_properties_hold_for_any_batch(sizes, seed, scale, name):
+    """Idempotent, kills the generators, curvature horizontal, for any sizes and length scale."""
+    group = GROUPS[name]()
+    x, b = random_flat_batch(sizes, seed=seed, scale=scale, offset=scale)
+    gram = group.gram(x, b)
+    lam_min = torch.linalg.eigvalsh(gram)[:, 0]
+    assume(bool((lam_min > 2 * group.rel_tol * group.degeneracy_scale(gram, x, b)).all()))
+    v = torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(seed + 1))
+    pv = group.project(v, x, b)
+    tol = 1e-9 * (1 + v.abs().max())
+    assert (group.project(pv, x, b) - pv).abs().max() < tol
+    u = killing_fields(name, group, x)
+    overlaps = scatter_sum(torch.einsum("nck,nc->nk", u, pv), b, len(sizes))
+    assert overlaps.abs().max() < tol * (1 + x.abs().max())
+    h = group.curvature(x, b)
+    assert (group.project(h, x, b) - h).abs().max() < 1e-9 * (1 + h.abs().max())
