@@ -432,3 +432,19 @@ def test_projection_properties_hold_for_any_batch(sizes, seed, scale, name):
     assert overlaps.abs().max() < tol * (1 + x.abs().max())
     h = group.curvature(x, b)
     assert (group.project(h, x, b) - h).abs().max() < 1e-9 * (1 + h.abs().max())
+
+
+def test_axis_angle_to_matrix_is_accurate_for_all_angles():
+    """Regression: torch.linalg.matrix_exp lost ~2e-10 at small angles; Rodrigues must not."""
+    angles = torch.tensor([0.0, 1e-9, 1e-5, 9.9e-3, 1.01e-2, 0.0463, 0.5, 3.0, 10.0], dtype=DT)
+    rot = axis_angle_to_matrix(angles[:, None] * torch.tensor([0.0, 0.0, 1.0], dtype=DT))
+    torch.testing.assert_close(rot[:, 0, 0], torch.cos(angles), rtol=0, atol=1e-15)
+    torch.testing.assert_close(rot[:, 1, 0], torch.sin(angles), rtol=0, atol=1e-15)
+    omega = torch.randn(100, 3, dtype=DT, generator=torch.Generator().manual_seed(34))
+    omega = omega * torch.logspace(-8, 1, 100, dtype=DT)[:, None]
+    rot = axis_angle_to_matrix(omega)
+    eye = torch.eye(3, dtype=DT).expand(100, 3, 3)
+    torch.testing.assert_close(rot @ rot.transpose(-1, -2), eye, rtol=0, atol=1e-14)
+    # a batch gives the same matrices as one at a time
+    single = torch.stack([axis_angle_to_matrix(w) for w in omega])
+    torch.testing.assert_close(rot, single, rtol=0, atol=0)
