@@ -7,9 +7,23 @@ import os
 import pytest
 import torch
 
-# The tests use small tensors: more threads than cores only adds contention on shared machines.
+# Tests run on small tensors. Intra-op threads then buy nothing and, on a loaded machine, cost a
+# lot (OpenMP workers spin on busy cores: the group tests ran 15x slower with 2 threads on 2
+# shared cores). Without OMP_NUM_THREADS, cap torch at 2 threads; modules made of many small
+# operations also use the ``single_thread`` fixture below.
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def single_thread():
+    """Run one test with one torch intra-op thread, restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def random_flat_batch(

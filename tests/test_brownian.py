@@ -23,6 +23,8 @@ import torch
 from quotient_diffusion.groups import SE3, SO2, GroupAction, center
 from quotient_diffusion.scatter import scatter_sum
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 DT = torch.float64
 SIGMA = 1.0
 HORIZON = 1.0

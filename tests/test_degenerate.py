@@ -27,6 +27,8 @@ from quotient_diffusion.groups import (
 )
 from quotient_diffusion.scatter import scatter_sum
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 LINEAR = ["CO2", "HCN", "C2H2"]
 DTYPES = [torch.float32, torch.float64]
 PERTURBATIONS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]

@@ -25,6 +25,8 @@ from quotient_diffusion.groups import (
 )
 from quotient_diffusion.scatter import scatter_sum
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 DT = torch.float64
 SIZES = [3, 7, 4, 12, 5]  # generic clouds: every action is free
 MIXED_SIZES = [1, 2, 5, 3, 9, 1, 4]  # includes molecules with one and two atoms

@@ -19,6 +19,8 @@ from quotient_diffusion.scatter import (
     segment_counts,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 DT = torch.float64
 
 
