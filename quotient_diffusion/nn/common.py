@@ -1,0 +1,50 @@
+"""Pieces every network shares: the input checks, time as a node feature, the message graph."""
+
+from __future__ import annotations
+
+import torch
+
+from .graph import build_graph
+
+__all__ = ["node_inputs", "resolve_edges"]
+
+
+def node_inputs(node_attr: torch.Tensor, batch: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """[node_attr, t_{batch(n)}]: the invariant input of atom n, time appended (EDM's choice)."""
+    if t.dim() != 1:
+        raise ValueError(f"t must have shape (num_molecules,), got {tuple(t.shape)}")
+    return torch.cat([node_attr, t.to(node_attr.dtype)[batch].unsqueeze(-1)], -1)
+
+
+def resolve_edges(
+    pos: torch.Tensor,
+    batch: torch.Tensor,
+    edge_index: torch.Tensor | None,
+    edge_attr: torch.Tensor | None,
+    edge_features: int,
+    graph: str,
+    k: int,
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The message graph and its (E, edge_features) features.
+
+    Given edges are used exactly as they are; otherwise the network builds its own graph per
+    molecule (``graph`` = 'full', 'knn' or 'radius'), whose edges carry no features, so a network
+    with ``edge_features > 0`` then needs them passed in.
+    """
+    if edge_index is None:
+        if edge_features:
+            raise ValueError(
+                f"the network expects {edge_features} edge features: pass edge_index and "
+                "edge_attr"
+            )
+        edge_index = build_graph(pos, batch, graph, k, cutoff)
+        return edge_index, pos.new_zeros(edge_index.shape[1], 0)
+    if edge_attr is None:
+        edge_attr = pos.new_zeros(edge_index.shape[1], 0)
+    if edge_attr.shape != (edge_index.shape[1], edge_features):
+        raise ValueError(
+            f"edge_attr has shape {tuple(edge_attr.shape)}; expected "
+            f"({edge_index.shape[1]}, {edge_features})"
+        )
+    return edge_index, edge_attr.to(pos.dtype)
