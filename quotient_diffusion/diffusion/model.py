@@ -110,6 +110,12 @@ class DiffusionModel(nn.Module):
         logs["loss"] = float(loss.detach())
         return loss, logs
 
+    def forward(
+        self, graph: GraphBatch, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """Same as :meth:`training_loss` (so that DistributedDataParallel can wrap the model)."""
+        return self.training_loss(graph, generator)
+
     # ---------------------------------------------------------------- sampling
     @torch.no_grad()
     def sample(
