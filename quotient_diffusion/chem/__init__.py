@@ -1,0 +1,1 @@
+"""Chemistry: RDKit molecular graphs as network inputs, molecule I/O, input validation."""

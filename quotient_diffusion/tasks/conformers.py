@@ -1,0 +1,134 @@
+"""Conformer generation on QM9: the molecular graph conditions, the coordinates are diffused.
+
+Each molecule is a fully connected graph: atom features and pair features (bond type,
+topological distance) from :mod:`quotient_diffusion.chem.featurize`. The GEOM-QM9 test
+molecules (the conformer benchmark's) are removed from training and validation, matched by
+RDKit canonical SMILES without stereochemistry.
+
+Options (``task.options``): ``exclude_geom_test`` (default true), ``num_val`` (default 512).
+``task.limit`` caps the number of training molecules (the first ones of the EDM training split).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..chem.featurize import (
+    ATOM_FEATURES,
+    PAIR_FEATURES,
+    MolFeatures,
+    expand_pairs,
+    featurize,
+    full_edge_index,
+)
+from ..data import Graph
+from .base import Task
+
+__all__ = ["ConformerTask", "ConformerDataset", "molecule_graph", "geom_qm9_test_smiles",
+           "shared_data_dir", "canonical_no_stereo"]
+
+
+def shared_data_dir(explicit: str | None = None) -> Path | None:
+    """The shared data root: ``explicit``, else ``$QD_DATA``, else ``../shared/data`` beside the
+    repository (None if none exists)."""
+    candidates = [explicit, os.environ.get("QD_DATA"),
+                  Path(__file__).resolve().parents[3] / "shared" / "data"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+def canonical_no_stereo(smiles: str) -> str | None:
+    """RDKit canonical SMILES without stereochemistry (None if unparsable)."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol)
+
+
+def geom_qm9_test_smiles(data_dir: str | Path | None = None) -> list[str]:
+    """The 1,000 GEOM-QM9 test SMILES (corrected column where present)."""
+    import csv
+
+    root = shared_data_dir(str(data_dir) if data_dir else None)
+    if root is None:
+        raise FileNotFoundError("no data folder: pass --data-dir or set QD_DATA")
+    path = root / "geom_qm9" / "test_smiles_corrected.csv"
+    with open(path, newline="") as fh:
+        return [r.get("corrected_smiles") or r["smiles"] for r in csv.DictReader(fh)]
+
+
+def molecule_graph(feats: MolFeatures, pos: np.ndarray | torch.Tensor | None) -> Graph:
+    """A :class:`Graph` (fully connected, one-hot features) from compact features."""
+    n = feats.num_atoms
+    positions = torch.zeros(n, 3) if pos is None else torch.as_tensor(pos, dtype=torch.float32)
+    return Graph(
+        pos=positions,
+        node_attr=torch.from_numpy(feats.atoms).float(),
+        edge_index=full_edge_index(torch.tensor([n])),
+        edge_attr=expand_pairs(torch.from_numpy(feats.pairs)),
+    )
+
+
+class ConformerDataset(Sequence):
+    """QM9 molecules as graphs, featurised on first use (compact features memoised)."""
+
+    def __init__(self, qm9, entries: np.ndarray):
+        self.qm9 = qm9
+        self.entries = np.asarray(entries)
+        self._features = lru_cache(maxsize=None)(self._featurize)
+
+    def _featurize(self, entry: int) -> MolFeatures:
+        return featurize(self.qm9.molecule(entry))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        entry = int(self.entries[i])
+        return molecule_graph(self._features(entry), self.qm9.positions_of(entry))
+
+
+class ConformerTask(Task):
+    name = "conformers"
+
+    def _excluded_entries(self, qm9) -> np.ndarray:
+        if not self.config.task.options.get("exclude_geom_test", True):
+            return np.zeros(len(qm9), dtype=bool)
+        test = {canonical_no_stereo(s) for s in geom_qm9_test_smiles(self.config.task.data_dir)}
+        test.discard(None)
+        return np.array([canonical_no_stereo(s) in test for s in qm9.smiles])
+
+    def datasets(self):
+        from ..data.qm9 import load_qm9
+
+        qm9 = load_qm9()
+        excluded = self._excluded_entries(qm9)
+        train = np.setdiff1d(qm9.subset("train"), np.flatnonzero(excluded))
+        val = np.setdiff1d(qm9.subset("valid"), np.flatnonzero(excluded))
+        # a fixed shuffle so that `limit` takes a random (not index-ordered) subset
+        train = np.random.RandomState(0).permutation(train)
+        if self.config.task.limit:
+            train = train[: self.config.task.limit]
+        val = np.random.RandomState(1).permutation(val)[: self.config.task.options.get("num_val", 512)]
+        return ConformerDataset(qm9, train), ConformerDataset(qm9, val)
+
+    def build_network(self) -> torch.nn.Module:
+        from ..nn import get_network
+
+        m = self.config.model
+        return get_network(m.network, in_features=ATOM_FEATURES, out_features=0, hidden=m.hidden,
+                           layers=m.layers, edge_features=PAIR_FEATURES, **m.network_options)
