@@ -1,0 +1,1 @@
+"""Evaluation metrics, one module per kind of structure (import the submodule you need)."""

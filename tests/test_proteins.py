@@ -1,0 +1,203 @@
+"""Protein backbones: parsing real PDB chains, the split, the metrics, the PDB writer."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quotient_diffusion.data.proteins import (
+    ProteinChain,
+    count_gaps,
+    drop_duplicates,
+    family_split,
+    keep_chain,
+    parse_pdb_chains,
+    resolve_data_dir,
+)
+from quotient_diffusion.metrics.proteins import (
+    backbone_report,
+    bond_angles,
+    bond_statistics,
+    clash_statistics,
+    dihedrals,
+    fit_rg_power_law,
+    novelty,
+    pairwise_tm,
+    radius_of_gyration,
+    secondary_structure,
+    tm_score,
+    wasserstein_circle,
+)
+from quotient_diffusion.proteins import read_ca_pdb, write_ca_pdb
+
+FIXTURE = Path(__file__).parent / "fixtures" / "two_chains.pdb"
+
+
+@pytest.fixture(scope="module")
+def chains() -> dict[str, ProteinChain]:
+    parsed = parse_pdb_chains(FIXTURE.read_text(), "FIX_l_u")
+    return {c.name.split(":")[1]: c for c in parsed}
+
+
+def ideal_helix(length: int) -> np.ndarray:
+    """C-alpha trace of an ideal right-handed alpha helix (2.3 A radius, 100 deg, 1.5 A rise)."""
+    i = np.arange(length)
+    phase = np.radians(100.0) * i
+    return np.stack([2.3 * np.cos(phase), 2.3 * np.sin(phase), 1.5 * i], -1)
+
+
+# ------------------------------------------------------------------------------ parsing
+def test_parse_real_chains(chains):
+    assert sorted(chains) == ["A", "F"]  # water and zinc (HETATM) are dropped
+    helix, strand = chains["A"], chains["F"]
+    assert helix.name == "FIX_l_u:A" and helix.complex_id == "FIX"
+    assert len(helix) == 61 and helix.coords.shape == (61, 4, 3)
+    assert np.isfinite(helix.coords).all()  # N, CA, C, O all present
+    assert helix.sequence.isalpha() and len(helix.sequence) == 61
+    assert len(strand) == 58 and np.isfinite(strand.ca).all()
+    assert np.isnan(strand.coords[:, [0, 2, 3]]).all()  # C-alpha only in the fixture
+    # N-CA bonds of a real backbone: 1.46 A
+    n_ca = np.linalg.norm(helix.coords[:, 1] - helix.coords[:, 0], axis=-1)
+    assert abs(n_ca.mean() - 1.46) < 0.02
+
+
+def test_gap_filter(chains):
+    assert count_gaps(chains["A"].ca) == 0 and keep_chain(chains["A"])
+    assert count_gaps(chains["F"].ca) == 1 and not keep_chain(chains["F"])  # 3 residues cut
+    assert not keep_chain(chains["A"], min_length=62)
+
+
+def test_family_split_and_duplicates():
+    rng = np.random.default_rng(0)
+    letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    seqs = ["".join(rng.choice(letters, 60)) for _ in range(12)]
+    chains = []
+    for k, s in enumerate(seqs):  # complex k: bound and unbound copies of protein k
+        coords = np.zeros((len(s), 4, 3), np.float32)
+        chains.append(ProteinChain(f"C{k:03d}_r_b.pdb:A", s, coords))
+        chains.append(ProteinChain(f"C{k:03d}_r_u.pdb:A", s[:-2], coords[:-2]))
+    # protein 0 appears again in complex 11 under a mutated copy: one family
+    chains.append(ProteinChain("C011_l_b.pdb:B", seqs[0][:30] + seqs[0][31:], coords[:-1]))
+    train, val, test = family_split(chains, fractions=(0.6, 0.2, 0.2), seed=1)
+    assert len(train) + len(val) + len(test) == len(chains)
+    sides = [{c.complex_id for c in part} for part in (train, val, test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    same_side = [i for i, s in enumerate(sides) if {"C000", "C011"} <= s]
+    assert len(same_side) == 1
+    unique = drop_duplicates(train)
+    assert len(unique) == len({c.complex_id for c in train} - {"C011"}) + (
+        1 if "C011" in sides[0] else 0
+    )
+    assert all("_r_b" in c.name or "_l_b" in c.name for c in unique)  # the longer copy is kept
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("QD_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="QD_DATA"):
+        resolve_data_dir()
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        resolve_data_dir(tmp_path / "nowhere")
+
+
+def test_tarball_chains_are_natural():
+    """The first structures of the real DB5.5 tarball (skipped where the data are absent)."""
+    try:
+        root = resolve_data_dir()
+    except FileNotFoundError:
+        pytest.skip("shared protein data not available")
+    kept = []
+    with tarfile.open(root / "proteins" / "db5.5_structures.tar.gz") as tar:
+        for member in tar:
+            if member.name.endswith(".pdb"):
+                text = tar.extractfile(member).read().decode()
+                kept += [c for c in parse_pdb_chains(text, Path(member.name).stem) if keep_chain(c)]
+            if len(kept) >= 4:
+                break
+    stats = bond_statistics([c.ca for c in kept])
+    assert abs(stats["ca_ca_mean"] - 3.80) < 0.05 and stats["ca_ca_ideal_fraction"] > 0.95
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_metrics_on_natural_chain(chains):
+    ca = chains["A"].ca
+    stats = bond_statistics([ca])
+    assert abs(stats["ca_ca_mean"] - 3.80) < 0.05 and stats["ca_ca_std"] < 0.1
+    assert stats["ca_ca_ideal_fraction"] > 0.9
+    assert clash_statistics([ca])["clash_chain_fraction"] == 0.0
+    sse = secondary_structure([ca])
+    assert sse["helix_fraction"] > 0.6  # a helical chain
+    assert abs(sse["helix_fraction"] + sse["strand_fraction"] + sse["coil_fraction"] - 1) < 1e-9
+    # alpha helix: CA virtual angle ~ 91 deg, virtual dihedral ~ +50 deg
+    assert 85 < np.median(bond_angles(ca)) < 97
+    assert 40 < np.median(dihedrals(ca)) < 60
+    law = (radius_of_gyration(ca) / len(ca) ** 0.4, 0.4)
+    report = backbone_report([ca], [ca], rg_law=law, diversity=False)
+    assert report["bond_angle_w1"] == 0 and report["dihedral_w1"] == 0
+    assert abs(report["rg_ratio_mean"] - 1) < 1e-6
+
+
+def test_angles_of_an_ideal_helix():
+    x = ideal_helix(30)
+    angle, dihedral = bond_angles(x), dihedrals(x)
+    assert np.ptp(angle) < 1e-9 and np.ptp(dihedral) < 1e-9
+    assert dihedral[0] > 0  # right-handed
+    mirrored = x * np.array([1.0, 1.0, -1.0])
+    assert np.allclose(dihedrals(mirrored), -dihedral) and np.allclose(bond_angles(mirrored), angle)
+
+
+def test_clashes_and_rg():
+    x = np.cumsum(np.full((10, 3), 3.8 / np.sqrt(3)), 0)  # a straight chain: no clash
+    assert clash_statistics([x])["clashes_per_residue"] == 0
+    folded = np.concatenate([x, x[3:4] + np.array([0.5, -0.5, 0.0])])  # 0.71 A from residue 3
+    assert np.linalg.norm(folded[-1] - x[4]) > 3.0  # and not from its neighbours
+    assert clash_statistics([folded])["clashes_per_residue"] == pytest.approx(1 / 11)
+    assert radius_of_gyration(np.array([[1.0, 0, 0], [-1.0, 0, 0]])) == pytest.approx(1.0)
+    lengths = np.array([50, 80, 120, 200])
+    traces = [np.zeros((n, 3)) for n in lengths]
+    for t, n in zip(traces, lengths):  # two points at +-R, R = 2.2 n^0.38, the rest centred
+        t[0, 0], t[1, 0] = 2.2 * n**0.38 * np.sqrt(n / 2), -2.2 * n**0.38 * np.sqrt(n / 2)
+    r0, nu = fit_rg_power_law(traces)
+    assert r0 == pytest.approx(2.2) and nu == pytest.approx(0.38)
+
+
+def test_circular_wasserstein():
+    a, b = np.full(100, -175.0), np.full(100, 175.0)
+    assert wasserstein_circle(a, b) == pytest.approx(10.0, abs=1.01)  # not 350 on the line
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-180, 180, 5000)
+    shifted = (u + 180 + 90) % 360 - 180
+    assert wasserstein_circle(u, shifted) < 5  # a rotated uniform is still uniform
+
+
+def test_tm_scores(chains):
+    ca = chains["A"].ca
+    assert tm_score(ca, ca) == pytest.approx((1.0, 1.0), abs=1e-6)
+    assert pairwise_tm([ca, ca]) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    coil = np.cumsum(rng.normal(size=(61, 3)) * 2.2, 0)
+    assert tm_score(coil, ca)[0] < 0.3
+    nov = novelty([ca, coil], [ca])
+    assert nov["novel_fraction"] == 0.5
+
+
+# ------------------------------------------------------------------------------ PDB writer
+def test_pdb_round_trip(tmp_path, chains):
+    import biotite.structure as struc
+    from biotite.structure.io.pdb import PDBFile
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=15.0, size=(100, 3))
+    path = write_ca_pdb(tmp_path / "sub" / "trace.pdb", x)
+    assert np.abs(read_ca_pdb(path) - x).max() < 1e-3
+    atoms = PDBFile.read(str(path)).get_structure(model=1)
+    assert struc.get_residue_count(atoms) == 100 and set(atoms.res_name) == {"GLY"}
+    helix = chains["A"]
+    path = write_ca_pdb(tmp_path / "helix.pdb", helix.ca, helix.sequence)
+    atoms = PDBFile.read(str(path)).get_structure(model=1)
+    assert np.abs(atoms.coord - helix.ca).max() < 1e-3
+    assert secondary_structure([atoms.coord])["helix_fraction"] > 0.6
+    with pytest.raises(ValueError, match="non-finite"):
+        write_ca_pdb(tmp_path / "bad.pdb", np.full((3, 3), np.nan))
