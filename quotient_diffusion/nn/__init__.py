@@ -10,6 +10,10 @@
 exactly those edges; without, it builds its own graph per molecule (``graph='full'`` by default,
 ``'knn'`` with ``k`` or ``'radius'`` with ``cutoff``). Returns the displacement ``vec`` (n, 3)
 (the denoiser is centre(pos + vec)) and invariant node outputs ``feat`` (n, K), or None if K = 0.
+
+Networks: 'egnn' (:class:`EGNN`, E(3)-equivariant), 'e3nn' (:class:`TensorProductNetwork`,
+E(3)-equivariant) and 'transformer' (:class:`AtomTransformer`, not equivariant: train it with
+rotation augmentation). :mod:`quotient_diffusion.nn.testing` checks the symmetries.
 """
 
 from __future__ import annotations
@@ -18,11 +22,28 @@ from torch import nn
 
 from .egnn import EGNN
 from .graph import build_graph, full_graph, knn_graph, radius_graph
+from .tensor_product import TensorProductNetwork
+from .transformer import AtomTransformer
 
-__all__ = ["EGNN", "get_network", "NETWORKS", "full_graph", "knn_graph", "radius_graph",
-           "build_graph"]
+__all__ = [
+    "EGNN",
+    "TensorProductNetwork",
+    "AtomTransformer",
+    "NETWORKS",
+    "EQUIVARIANT_NETWORKS",
+    "get_network",
+    "full_graph",
+    "knn_graph",
+    "radius_graph",
+    "build_graph",
+]
 
-NETWORKS: dict[str, type[nn.Module]] = {"egnn": EGNN}
+NETWORKS: dict[str, type[nn.Module]] = {
+    "egnn": EGNN,
+    "e3nn": TensorProductNetwork,
+    "transformer": AtomTransformer,
+}
+EQUIVARIANT_NETWORKS = ("egnn", "e3nn")
 
 
 def get_network(
