@@ -16,8 +16,8 @@ from quotient_diffusion.nn import (
     knn_graph,
     radius_graph,
 )
-from quotient_diffusion.nn.transformer import segment_softmax
 from quotient_diffusion.nn.testing import assert_equivariant, equivariance_errors
+from quotient_diffusion.nn.transformer import segment_softmax
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -42,8 +42,15 @@ def make_inputs(sizes, dtype=torch.float64, features=3, seed=0, edge_features=0)
 
 def build(name, dtype=torch.float64, out_features=4, edge_features=0, seed=0, **options):
     torch.manual_seed(seed)
-    net = get_network(name, in_features=3, out_features=out_features, hidden=16, layers=2,
-                      edge_features=edge_features, **options).to(dtype)
+    net = get_network(
+        name,
+        in_features=3,
+        out_features=out_features,
+        hidden=16,
+        layers=2,
+        edge_features=edge_features,
+        **options,
+    ).to(dtype)
     # larger random weights than the (deliberately tiny) output initialisation, so that the
     # coordinate output is O(1) and the tests are not trivially passed by a zero output
     with torch.no_grad():
@@ -57,8 +64,7 @@ def build(name, dtype=torch.float64, out_features=4, edge_features=0, seed=0, **
 def test_full_graph_is_every_ordered_pair_within_molecules():
     batch = torch.tensor([0, 0, 0, 1, 2, 2])
     edges = full_graph(batch)
-    expected = {(j, i) for i in range(6) for j in range(6)
-                if i != j and batch[i] == batch[j]}
+    expected = {(j, i) for i in range(6) for j in range(6) if i != j and batch[i] == batch[j]}
     assert {tuple(e) for e in edges.T.tolist()} == expected
     assert edges.shape[1] == len(expected)
     assert bool((edges[1][1:] >= edges[1][:-1]).all())  # targets sorted
@@ -87,8 +93,9 @@ def test_knn_and_radius_graphs_match_brute_force():
 def test_equivariant_networks_float64(name):
     net = build(name)
     pos, attr, batch, t, _, _ = make_inputs(SIZES)
-    errors = assert_equivariant(net, pos, attr, batch, t, atol=1e-10,
-                                generator=torch.Generator().manual_seed(1))
+    errors = assert_equivariant(
+        net, pos, attr, batch, t, atol=1e-10, generator=torch.Generator().manual_seed(1)
+    )
     vec, feat = net(pos, attr, batch, t)
     assert vec.abs().max() > 1e-2 and feat.abs().max() > 1e-2  # non-trivial outputs
     assert errors["vec_se3"] <= 1e-10
@@ -98,8 +105,17 @@ def test_equivariant_networks_float64(name):
 def test_equivariant_with_given_edges_and_features(name):
     net = build(name, edge_features=2)
     pos, attr, batch, t, edges, edge_attr = make_inputs(SIZES, edge_features=2)
-    assert_equivariant(net, pos, attr, batch, t, edges, edge_attr, atol=1e-10,
-                       generator=torch.Generator().manual_seed(2))
+    assert_equivariant(
+        net,
+        pos,
+        attr,
+        batch,
+        t,
+        edges,
+        edge_attr,
+        atol=1e-10,
+        generator=torch.Generator().manual_seed(2),
+    )
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
@@ -107,8 +123,9 @@ def test_equivariant_with_given_edges_and_features(name):
 def test_equivariant_with_own_sparse_graph(name, graph):
     net = build(name, **graph)
     pos, attr, batch, t, _, _ = make_inputs(SIZES, seed=4)
-    assert_equivariant(net, pos, attr, batch, t, atol=1e-10,
-                       generator=torch.Generator().manual_seed(3))
+    assert_equivariant(
+        net, pos, attr, batch, t, atol=1e-10, generator=torch.Generator().manual_seed(3)
+    )
 
 
 @pytest.mark.parametrize("with_edges", [False, True])
@@ -116,8 +133,18 @@ def test_transformer_permutation_equivariant_and_isolated(with_edges):
     fe = 2 if with_edges else 0
     net = build("transformer", edge_features=fe)
     pos, attr, batch, t, edges, edge_attr = make_inputs(SIZES, edge_features=fe)
-    errors = assert_equivariant(net, pos, attr, batch, t, edges, edge_attr, atol=1e-10,
-                                rotations=False, generator=torch.Generator().manual_seed(5))
+    errors = assert_equivariant(
+        net,
+        pos,
+        attr,
+        batch,
+        t,
+        edges,
+        edge_attr,
+        atol=1e-10,
+        rotations=False,
+        generator=torch.Generator().manual_seed(5),
+    )
     assert "vec_se3" not in errors
     # and it is genuinely not rotation equivariant (it learns that by augmentation)
     rotated = equivariance_errors(net, pos, attr, batch, t, edges, edge_attr)
@@ -143,8 +170,15 @@ def test_float32_and_no_feature_output(name):
     pos, attr, batch, t, _, _ = make_inputs(SIZES, dtype=torch.float32)
     vec, feat = net(pos, attr, batch, t)
     assert feat is None and vec.dtype == torch.float32 and torch.isfinite(vec).all()
-    errors = equivariance_errors(net, pos, attr, batch, t, rotations=name in EQUIVARIANT,
-                                 generator=torch.Generator().manual_seed(4))
+    errors = equivariance_errors(
+        net,
+        pos,
+        attr,
+        batch,
+        t,
+        rotations=name in EQUIVARIANT,
+        generator=torch.Generator().manual_seed(4),
+    )
     assert max(errors.values()) < 1e-4
 
 
@@ -175,8 +209,9 @@ def test_unknown_network_and_missing_edge_features():
 # ------------------------------------------------------------------------------- diffusion
 def toy_graphs(sizes, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return collate([Graph(pos=torch.randn(n, 3, generator=gen), node_attr=torch.ones(n, 1))
-                    for n in sizes])
+    return collate(
+        [Graph(pos=torch.randn(n, 3, generator=gen), node_attr=torch.ones(n, 1)) for n in sizes]
+    )
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
@@ -186,8 +221,7 @@ def test_networks_train_in_every_treatment(name, treatment):
     the transformer trains with rotation augmentation."""
     torch.manual_seed(0)
     net = get_network(name, in_features=1, hidden=16, layers=2)
-    model = DiffusionModel(net, get_treatment(treatment),
-                           augment_rotations=name not in EQUIVARIANT)
+    model = DiffusionModel(net, get_treatment(treatment), augment_rotations=name not in EQUIVARIANT)
     graph = toy_graphs([4, 6, 1, 3])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -207,6 +241,7 @@ def test_quotient_sampling_is_finite(name, method):
     torch.manual_seed(0)
     model = DiffusionModel(get_network(name, in_features=1, hidden=16, layers=2))
     graph = toy_graphs([5, 1, 2, 4])  # a single atom and a (collinear) pair
-    x, _ = model.sample(graph, SamplerConfig(steps=4, method=method),
-                        torch.Generator().manual_seed(1))
+    x, _ = model.sample(
+        graph, SamplerConfig(steps=4, method=method), torch.Generator().manual_seed(1)
+    )
     assert x.shape == graph.pos.shape and torch.isfinite(x).all()

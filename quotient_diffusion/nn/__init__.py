@@ -61,6 +61,10 @@ def get_network(
     except KeyError:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}") from None
     return cls(
-        in_features=in_features, out_features=out_features, hidden=hidden, layers=layers,
-        edge_features=edge_features, **options,
+        in_features=in_features,
+        out_features=out_features,
+        hidden=hidden,
+        layers=layers,
+        edge_features=edge_features,
+        **options,
     )

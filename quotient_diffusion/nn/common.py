@@ -35,8 +35,7 @@ def resolve_edges(
     if edge_index is None:
         if edge_features:
             raise ValueError(
-                f"the network expects {edge_features} edge features: pass edge_index and "
-                "edge_attr"
+                f"the network expects {edge_features} edge features: pass edge_index and edge_attr"
             )
         edge_index = build_graph(pos, batch, graph, k, cutoff)
         return edge_index, pos.new_zeros(edge_index.shape[1], 0)

@@ -115,7 +115,13 @@ class EGNN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
         edge_index, edge_attr = resolve_edges(
-            pos, batch, edge_index, edge_attr, self.edge_features, self.graph, self.k,
+            pos,
+            batch,
+            edge_index,
+            edge_attr,
+            self.edge_features,
+            self.graph,
+            self.k,
             self.cutoff,
         )
         diff0 = pos[edge_index[1]] - pos[edge_index[0]]

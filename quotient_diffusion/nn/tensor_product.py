@@ -50,8 +50,12 @@ def _depthwise_tp(
     irreps_out, perm, _ = o3.Irreps(outputs).sort()
     instructions = [(a, b, perm[k], mode, w) for a, b, k, mode, w in instructions]
     return o3.TensorProduct(
-        irreps_in, irreps_sh, irreps_out, instructions,
-        internal_weights=False, shared_weights=False,
+        irreps_in,
+        irreps_sh,
+        irreps_out,
+        instructions,
+        internal_weights=False,
+        shared_weights=False,
     )
 
 
@@ -150,7 +154,7 @@ class TensorProductNetwork(nn.Module):
             for module in self.modules():
                 for name, buf in module.named_buffers(recurse=False):
                     if name.startswith("_w3j_") and buf.is_floating_point():
-                        l1, l2, l3 = (int(v) for v in name[len("_w3j_"):].split("_"))
+                        l1, l2, l3 = (int(v) for v in name[len("_w3j_") :].split("_"))
                         buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=buf.dtype, device=buf.device))
         return self
 
@@ -165,7 +169,13 @@ class TensorProductNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
         edge_index, edge_attr = resolve_edges(
-            pos, batch, edge_index, edge_attr, self.edge_features, self.graph, self.k,
+            pos,
+            batch,
+            edge_index,
+            edge_attr,
+            self.edge_features,
+            self.graph,
+            self.k,
             self.cutoff,
         )
         r = pos[edge_index[1]] - pos[edge_index[0]]

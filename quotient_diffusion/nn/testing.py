@@ -28,8 +28,9 @@ def permutation_within_molecules(
 
     ``batch[perm] == batch``; new atom a is old atom perm[a].
     """
-    keys = batch.to(torch.float64) + 0.5 * torch.rand(batch.shape, generator=generator,
-                                                       dtype=torch.float64)
+    keys = batch.to(torch.float64) + 0.5 * torch.rand(
+        batch.shape, generator=generator, dtype=torch.float64
+    )
     return torch.argsort(keys)
 
 

@@ -8,7 +8,7 @@ Tokens: a_n = W [node_attr_n, t, x_n] (raw centred coordinates: no built-in symm
 
 with multi-head attention restricted to atoms of the same molecule:
 
-    alpha_ij = softmax_{j in N(i)} ( q_i . k_j / sqrt(d_head) + b_ij ),   Attn_i = sum_j alpha_ij v_j
+    alpha_ij = softmax_{j in N(i)} (q_i . k_j / sqrt(d_head) + b_ij),  Attn_i = sum_j alpha_ij v_j
 
 and a pair bias b_ij = MLP([RBF(|x_i - x_j|), e_ij]) (one value per head and layer). Outputs:
 vec = W_x LN(a) (n, 3) and feat = W_h LN(a).
@@ -132,7 +132,13 @@ class AtomTransformer(nn.Module):
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
         n = pos.shape[0]
         edge_index, edge_attr = resolve_edges(
-            pos, batch, edge_index, edge_attr, self.edge_features, self.graph, self.k,
+            pos,
+            batch,
+            edge_index,
+            edge_attr,
+            self.edge_features,
+            self.graph,
+            self.k,
             self.cutoff,
         )
         edge_index, edge_attr = self._attention_edges(edge_index, edge_attr, n)
