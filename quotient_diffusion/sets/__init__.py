@@ -1,0 +1,46 @@
+"""One-shot set generation: set creators (Top-n and its baselines), a set VAE, data, metrics.
+
+A set creator maps a latent vector and a set size to initial points (:mod:`.creators`); the
+:class:`SetVAE` decodes them with a permutation-equivariant transformer. Data: SetMNIST
+(:mod:`.setmnist`) and synthetic molecule-like sets (:mod:`.synthetic`).
+"""
+
+from .creators import CREATORS, FirstN, IIDGaussian, MLPCreator, SetCreator, TopN, make_creator
+from .dataset import SetDataset
+from .matching import chamfer, hungarian_match
+from .metrics import pair_diversity, reconstruction_chamfer, synthetic_scores
+from .padding import from_padded, sizes_to_batch, slot_index, to_padded
+from .setmnist import load_setmnist, resolve_data_dir
+from .synthetic import SyntheticConfig, constraint_violations, generate_synthetic
+from .training import load_set_model, save_set_checkpoint, train_set_vae
+from .vae import SetVAE, SetVAEConfig
+
+__all__ = [
+    "CREATORS",
+    "FirstN",
+    "IIDGaussian",
+    "MLPCreator",
+    "SetCreator",
+    "TopN",
+    "make_creator",
+    "SetDataset",
+    "chamfer",
+    "hungarian_match",
+    "pair_diversity",
+    "reconstruction_chamfer",
+    "synthetic_scores",
+    "from_padded",
+    "sizes_to_batch",
+    "slot_index",
+    "to_padded",
+    "load_setmnist",
+    "resolve_data_dir",
+    "SyntheticConfig",
+    "constraint_violations",
+    "generate_synthetic",
+    "load_set_model",
+    "save_set_checkpoint",
+    "train_set_vae",
+    "SetVAE",
+    "SetVAEConfig",
+]
