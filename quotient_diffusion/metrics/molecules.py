@@ -55,6 +55,7 @@ __all__ = [
     "within_molecule_pairs",
     "bond_orders",
     "stability",
+    "xyz_molecule",
     "build_molecule",
     "canonical_smiles",
     "validity",
@@ -151,7 +152,7 @@ def stability(z: np.ndarray, pos: np.ndarray, batch: np.ndarray) -> dict:
             "molecule_stable": unstable == 0}
 
 
-def _xyz_molecule(z: np.ndarray, pos: np.ndarray):
+def xyz_molecule(z: np.ndarray, pos: np.ndarray):
     """An RDKit molecule with atoms and one 3D conformer, no bonds."""
     from rdkit import Chem
     from rdkit.Geometry import Point3D
@@ -179,7 +180,7 @@ def build_molecule(
         raise ValueError(f"unknown validity method {method!r}")
     z = np.asarray(z, dtype=np.int64)
     pos = np.asarray(pos, dtype=np.float64)
-    mol = _xyz_molecule(z, pos)
+    mol = xyz_molecule(z, pos)
     try:
         if method == "table":
             bond_type = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE,
