@@ -57,10 +57,11 @@ class EGNNLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         source, target = edge_index
         n = h.shape[0]
-        diff = x[target] - x[source]
+        diff = x.index_select(0, target) - x.index_select(0, source)
         d2 = (diff * diff).sum(-1, keepdim=True)
         s = torch.cat([d2, edge_scalars], -1)
-        m = self.message_target(h)[target] + self.message_source(h)[source]
+        m = self.message_target(h).index_select(0, target)
+        m = m + self.message_source(h).index_select(0, source)
         m = fn.silu(self.message_out(fn.silu(m + self.message_edge(s))))
         gate = torch.tanh(self.coord_out(fn.silu(self.coord_hidden(m))))
         step = diff / ((d2 + 1e-8).sqrt() + 1.0) * gate
@@ -124,7 +125,7 @@ class EGNN(nn.Module):
             self.k,
             self.cutoff,
         )
-        diff0 = pos[edge_index[1]] - pos[edge_index[0]]
+        diff0 = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         edge_scalars = torch.cat([(diff0 * diff0).sum(-1, keepdim=True), edge_attr], -1)
         h = self.embed(node_inputs(node_attr, batch, t))
         x = pos
