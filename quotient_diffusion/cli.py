@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # module names under quotient_diffusion.commands; each adds one or more subcommands
-COMMAND_MODULES: list[str] = ["train", "conformers", "sets"]
+COMMAND_MODULES: list[str] = ["train", "conformers", "sets", "sample"]
 
 
 def build_parser() -> argparse.ArgumentParser:

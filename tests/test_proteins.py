@@ -201,3 +201,103 @@ def test_pdb_round_trip(tmp_path, chains):
     assert secondary_structure([atoms.coord])["helix_fraction"] > 0.6
     with pytest.raises(ValueError, match="non-finite"):
         write_ca_pdb(tmp_path / "bad.pdb", np.full((3, 3), np.nan))
+
+
+# ------------------------------------------------------------------------ model, training, CLI
+def tiny_config(tmp_path, network: str = "egnn"):
+    from quotient_diffusion.training import TrainConfig
+
+    return TrainConfig.from_dict({
+        "task": {"name": "backbones", "options": {"neighbours": 6, "window": 2}},
+        "model": {"network": network, "hidden": 16, "layers": 2, "treatment": "quotient",
+                  "augment_rotations": network == "transformer"},
+        "optim": {"batch_size": 2, "steps": 6, "lr": 1e-3},
+        "run": {"seed": 0, "out_dir": str(tmp_path / "run"), "checkpoint_every": 3,
+                "validate_every": 3, "log_every": 3},
+    })
+
+
+def test_backbone_graph_edges():
+    import torch
+
+    from quotient_diffusion.data import collate
+    from quotient_diffusion.tasks.backbones import (
+        EDGE_FEATURES,
+        backbone_graph,
+        chain_edges,
+        offset_features,
+        residue_features,
+    )
+
+    feats = residue_features(40)
+    assert feats.shape == (40, 18) and torch.isfinite(feats).all()
+    assert feats[:, -1].eq(0.4).all() and feats[-1, -2] == 1  # length, relative position
+    g = collate([backbone_graph(ideal_helix(12)), backbone_graph(None, 7)])
+    edges = chain_edges(g.pos, g.batch, neighbours=3, window=2)
+    source, target = edges
+    assert (g.batch[source] == g.batch[target]).all() and (source != target).all()
+    assert (target[1:] >= target[:-1]).all()
+    pairs = set(zip(source.tolist(), target.tolist()))
+    assert all((i + d, i) in pairs for i in range(2, 10) for d in (-2, -1, 1, 2))
+    assert len(pairs) == edges.shape[1]  # no duplicate edge
+    full = chain_edges(g.pos, g.batch, neighbours=0, window=2)
+    assert full.shape[1] == 12 * 11 + 7 * 6
+    onehot = offset_features(torch.tensor([[0, 5, 30], [1, 4, 0]]))
+    assert onehot.shape == (3, EDGE_FEATURES)
+    assert onehot.argmax(1).tolist() == [8, 10, EDGE_FEATURES - 1]  # -1, +1, clipped
+
+
+def test_backbone_network_is_equivariant(tmp_path):
+    import torch
+
+    from quotient_diffusion.data import collate
+    from quotient_diffusion.groups import random_rotations
+    from quotient_diffusion.tasks import get_task
+    from quotient_diffusion.tasks.backbones import backbone_graph
+
+    torch.manual_seed(0)
+    net = get_task(tiny_config(tmp_path)).build_network().double()
+    g = collate([backbone_graph(ideal_helix(15) / 10), backbone_graph(ideal_helix(9) / 10)])
+    pos, attr = g.pos.double(), g.node_attr.double()
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    rot = random_rotations(1, torch.float64, torch.Generator().manual_seed(1))[0]
+    vec, _ = net(pos, attr, g.batch, t)
+    vec_rot, _ = net(pos @ rot.T, attr, g.batch, t)
+    assert torch.allclose(vec_rot, vec @ rot.T, atol=1e-10)
+
+
+@pytest.mark.parametrize("network", ["egnn", "transformer"])
+def test_train_sample_and_cli(tmp_path, monkeypatch, chains, network):
+    """A few training steps on the fixture chain, then `qdiff sample backbones` from the
+    checkpoint: valid PDB files of the requested lengths."""
+    from biotite.structure.io.pdb import PDBFile
+
+    from quotient_diffusion.cli import main
+    from quotient_diffusion.data.proteins import ProteinSplits
+    from quotient_diffusion.tasks.backbones import BackboneTask
+    from quotient_diffusion.training import train
+
+    helix = chains["A"]
+    fixture_splits = ProteinSplits(train=[helix, helix], val=[helix], test=[helix], ts50=[])
+    monkeypatch.setattr(BackboneTask, "splits", lambda self: fixture_splits)
+    final = train(tiny_config(tmp_path, network), progress=False)
+    out = tmp_path / "samples"
+    code = main(["sample", "backbones", "--checkpoint", str(final), "--length", "30", "45",
+                 "-n", "2", "-o", str(out), "--steps", "4", "--method", "sde", "--threads", "1"])
+    assert code == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["backbone_L30_0.pdb", "backbone_L30_1.pdb", "backbone_L45_0.pdb",
+                     "backbone_L45_1.pdb"]
+    atoms = PDBFile.read(str(out / "backbone_L45_1.pdb")).get_structure(model=1)
+    assert len(atoms) == 45 and set(atoms.atom_name) == {"CA"} and np.isfinite(atoms.coord).all()
+    assert np.abs(atoms.coord.mean(0)).max() < 0.01  # centred
+
+
+def test_sample_command_errors(tmp_path, capsys):
+    from quotient_diffusion.cli import main
+
+    assert main(["sample", "backbones", "--length", "1", "-o", str(tmp_path)]) == 2
+    missing = tmp_path / "nothing.pt"
+    assert main(["sample", "backbones", "--length", "20", "-o", str(tmp_path),
+                 "--checkpoint", str(missing)]) == 1
+    assert "cannot load the model" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""Sampling C-alpha backbones of given lengths from a trained backbone model."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import collate
+from ..diffusion import DiffusionModel, SamplerConfig
+
+__all__ = ["default_checkpoint", "load_backbone_model", "generate_backbones"]
+
+
+def default_checkpoint() -> Path:
+    """The backbone model that ships inside the package (see docs/benchmarks/backbones.md)."""
+    return Path(str(resources.files("quotient_diffusion") / "checkpoints" / "backbones.pt"))
+
+
+def load_backbone_model(path: str | Path | None = None) -> DiffusionModel:
+    """A trained backbone model in eval mode (EMA weights); the bundled one by default."""
+    from ..training import load_trained_model
+
+    path = Path(path) if path else default_checkpoint()
+    model, config = load_trained_model(path)
+    if config.task.name != "backbones":
+        raise ValueError(f"{path} is a '{config.task.name}' model, not a backbone model")
+    return model
+
+
+def generate_backbones(
+    model: DiffusionModel,
+    lengths: list[int],
+    sampler: SamplerConfig,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[np.ndarray]:
+    """One centred C-alpha trace (L, 3), Angstrom, per requested length; chains are sampled
+    ``batch_size`` at a time from one seeded generator (same seed, same chains)."""
+    from ..tasks.backbones import backbone_graph
+
+    if any(n < 2 for n in lengths):
+        raise ValueError("chain lengths must be at least 2")
+    gen = torch.Generator().manual_seed(seed)
+    traces: list[np.ndarray] = []
+    for start in range(0, len(lengths), batch_size):
+        chunk = lengths[start : start + batch_size]
+        graph = collate([backbone_graph(None, n) for n in chunk])
+        x, _ = model.sample(graph, sampler, gen)
+        sizes = graph.num_nodes_per_graph.tolist()
+        traces += [t.double().numpy() for t in torch.split(x, sizes)]
+    return traces
