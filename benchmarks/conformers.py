@@ -1,0 +1,268 @@
+"""Conformer generation on GEOM-QM9 test molecules: the four symmetry treatments vs RDKit ETKDG.
+
+Question: at equal training budget, with the same network, data and seeds, does the quotient
+treatment give better conformers than the conventional one and the alignment heuristics, and
+how do they compare with ETKDG (and ETKDG + MMFF)?
+
+Reference: the 1,000 GEOM-QM9 test SMILES (../shared/data/geom_qm9); 918 of them have their DFT
+geometry in QM9 (matched by canonical SMILES without stereo): that geometry is the (single)
+reference conformer. Those molecules are excluded from training (ConformerTask). A fixed random
+subset of them (``--molecules``) is evaluated; every method generates ``--conformers`` per
+molecule. Metrics (quotient_diffusion.metrics.conformers): recall coverage at 0.5 A and AMR
+(heavy-atom RMSD after the best symmetry-aware alignment, RDKit GetBestRMS), precision
+coverage/AMR, and wall-clock time per conformer (measured in this run, one after another).
+
+Training runs go to ``runs/bench_conformers/<treatment>_s<seed>`` and resume when interrupted;
+evaluations are appended to the JSON as they finish, and a rerun skips what is there.
+
+    python benchmarks/conformers.py --quick          # a few minutes: tiny models, 12 molecules
+    python benchmarks/conformers.py                  # the committed run (see docs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quotient_diffusion.conformers import fix_stereo, generate, prepare
+from quotient_diffusion.data.qm9 import load_qm9
+from quotient_diffusion.diffusion import SamplerConfig
+from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
+from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
+from quotient_diffusion.training import TrainConfig, load_trained_model, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
+
+
+def reference_molecules(data_dir: str | None, count: int, seed: int = 0) -> list[dict]:
+    """GEOM-QM9 test molecules with a QM9 DFT geometry: a fixed random subset of ``count``."""
+    qm9 = load_qm9()
+    entry_of = {}
+    for entry, smi in enumerate(qm9.smiles):
+        entry_of.setdefault(canonical_no_stereo(smi), entry)
+    refs = []
+    for smi in geom_qm9_test_smiles(data_dir):
+        key = canonical_no_stereo(smi)
+        if key is not None and key in entry_of:
+            refs.append({"smiles": smi, "entry": entry_of[key]})
+    print(f"{len(refs)} GEOM-QM9 test molecules have a QM9 DFT geometry")
+    order = np.random.RandomState(seed).permutation(len(refs))[:count]
+    return [refs[i] for i in sorted(order)]
+
+
+def base_config(args, treatment: str, seed: int) -> TrainConfig:
+    cfg = TrainConfig.load(ROOT / "configs" / "conformers_qm9.json")
+    cfg.model.treatment = treatment
+    cfg.model.hidden, cfg.model.layers = args.hidden, args.layers
+    cfg.optim.steps = args.train_steps
+    cfg.run.seed = seed
+    cfg.run.threads = args.threads
+    cfg.run.out_dir = str(Path(args.runs) / f"{treatment}_s{seed}")
+    cfg.task.data_dir = args.data_dir
+    if args.quick:
+        cfg.task.limit = 2000
+        cfg.optim.batch_size = 32
+        cfg.run.checkpoint_every = cfg.run.validate_every = 25
+    return cfg
+
+
+def train_run(cfg: TrainConfig) -> Path:
+    out = Path(cfg.run.out_dir)
+    final = out / "final.pt"
+    if final.exists() and torch.load(final, weights_only=False)["step"] >= cfg.optim.steps:
+        return final
+    return train(cfg, resume=(out / "last.pt").exists(), progress=True)
+
+
+def score(jobs, refs, qm9) -> dict:
+    """Mean/median of the per-molecule metrics for jobs whose conformers are filled in."""
+    per_mol, failures = [], 0
+    for job, ref in zip(jobs, refs):
+        if not job.conformers:  # counted: no coverage, left out of the AMR means
+            failures += 1
+            continue
+        gens = [fix_stereo(job.mol, p)[0] for p in job.conformers]
+        rmsd = heavy_atom_rmsd_matrix(job.mol, gens, qm9.molecule(ref["entry"]),
+                                      [qm9.positions_of(ref["entry"])])
+        per_mol.append(ensemble_scores(rmsd).__dict__)
+    keys = per_mol[0].keys()
+    out = {k: float(np.mean([m[k] for m in per_mol])) for k in keys}
+    out["cov_recall"] *= len(per_mol) / (len(per_mol) + failures)
+    out["failures"] = failures
+    out["amr_recall_median"] = float(np.median([m["amr_recall"] for m in per_mol]))
+    out["per_molecule_amr_recall"] = [m["amr_recall"] for m in per_mol]
+    return out
+
+
+def evaluate_model(path: Path, refs, qm9, args, seed: int) -> dict:
+    torch.set_num_threads(args.threads)
+    model, _ = load_trained_model(path)
+    jobs = prepare([r["smiles"] for r in refs])
+    sampler = SamplerConfig(steps=args.sample_steps, method=args.method)
+    t0 = time.perf_counter()
+    generate(model, jobs, args.conformers, sampler, seed=seed)
+    elapsed = time.perf_counter() - t0
+    result = score(jobs, refs, qm9)
+    result["ms_per_conformer"] = 1000 * elapsed / (len(jobs) * args.conformers)
+    return result
+
+
+def evaluate_etkdg(refs, qm9, args, seed: int, mmff: bool) -> dict:
+    from rdkit.Chem import AllChem
+
+    jobs = prepare([r["smiles"] for r in refs])
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    t0 = time.perf_counter()
+    for job in jobs:
+        ids = AllChem.EmbedMultipleConfs(job.mol, numConfs=args.conformers, params=params)
+        if not len(ids):  # strained polycycles: RDKit's advice is random starting coordinates
+            params.useRandomCoords = True
+            ids = AllChem.EmbedMultipleConfs(job.mol, numConfs=args.conformers, params=params)
+            params.useRandomCoords = False
+        if mmff and len(ids):
+            AllChem.MMFFOptimizeMoleculeConfs(job.mol, maxIters=500)
+        job.conformers = [job.mol.GetConformer(i).GetPositions() for i in ids]
+        job.mol.RemoveAllConformers()
+    elapsed = time.perf_counter() - t0
+    result = score(jobs, refs, qm9)
+    result["ms_per_conformer"] = 1000 * elapsed / (len(jobs) * args.conformers)
+    return result
+
+
+def summarise(results: dict) -> dict:
+    """method -> metric -> (mean, std over seeds)."""
+    table = {}
+    for key, res in results.items():
+        method = key.rsplit("_s", 1)[0]
+        table.setdefault(method, []).append(res)
+    out = {}
+    for method, runs in table.items():
+        metrics = [k for k in runs[0] if not k.startswith("per_molecule")]
+        out[method] = {k: (float(np.mean([r[k] for r in runs])),
+                           float(np.std([r[k] for r in runs])), len(runs)) for k in metrics}
+    return out
+
+
+def markdown(summary: dict, meta: dict) -> str:
+    cols = [("cov_recall", "COV-R (%)", 100), ("amr_recall", "AMR-R mean (A)", 1),
+            ("amr_recall_median", "AMR-R median (A)", 1), ("cov_precision", "COV-P (%)", 100),
+            ("amr_precision", "AMR-P (A)", 1), ("ms_per_conformer", "ms / conformer", 1),
+            ("failures", "failed molecules", 1)]
+    lines = [f"Conformers on {meta['molecules']} GEOM-QM9 test molecules (QM9 DFT geometry as the "
+             f"reference), {meta['conformers']} conformers each; mean ± std over seeds "
+             f"{meta['seeds']}. Models: {meta['network']}, {meta['train_steps']} training steps "
+             f"of batch {meta['batch_size']}, sampler {meta['method']}-{meta['sample_steps']}.",
+             "", "| method | " + " | ".join(c[1] for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for method, m in summary.items():
+        cells = [f"{m[k][0] * s:.3g} ± {m[k][1] * s:.2g}" if m[k][2] > 1 else f"{m[k][0] * s:.3g}"
+                 for k, _, s in cols]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    grid = np.linspace(0, 2.0, 201)
+    methods = {}
+    for key, res in results.items():
+        methods.setdefault(key.rsplit("_s", 1)[0], []).extend(res["per_molecule_amr_recall"])
+    for method, values in methods.items():
+        v = np.asarray(values)
+        ax.plot(grid, [(v < g).mean() for g in grid], label=method)
+    ax.axvline(0.5, color="grey", ls=":", lw=1)
+    ax.set_xlabel("best heavy-atom RMSD to the DFT geometry (A)")
+    ax.set_ylabel("fraction of molecules (all seeds)")
+    ax.set_title("Recall coverage as a function of the threshold")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--treatments", nargs="+", default=list(TREATMENTS))
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--molecules", type=int, default=300)
+    p.add_argument("--conformers", type=int, default=10)
+    p.add_argument("--sample-steps", type=int, default=50)
+    p.add_argument("--method", choices=("ode", "sde"), default="ode")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "bench_conformers"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--only-train", action="store_true", help="train the models, do not evaluate")
+    args = p.parse_args()
+    name = "conformers"
+    if args.quick:
+        args.seeds, args.train_steps, args.hidden, args.layers = [0], 30, 32, 2
+        args.molecules, args.conformers, args.sample_steps = 12, 3, 10
+        args.runs = str(Path(args.runs) / "quick")
+        name = "conformers_quick"
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{name}.json"
+    state = json.loads(json_path.read_text()) if json_path.exists() else {}
+    meta = {"molecules": args.molecules, "conformers": args.conformers, "seeds": args.seeds,
+            "network": f"egnn {args.hidden}/{args.layers}", "train_steps": args.train_steps,
+            "batch_size": base_config(args, "quotient", 0).optim.batch_size,
+            "method": args.method, "sample_steps": args.sample_steps,
+            "command": "python " + " ".join(sys.argv)}
+    if state.get("meta", {}).get("train_steps") not in (None, args.train_steps):
+        state = {}  # a different budget: start afresh
+    results = state.get("results", {})
+
+    def save():
+        json_path.write_text(json.dumps({"meta": meta, "results": results,
+                                         "summary": summarise(results) if results else {}},
+                                        indent=1))
+
+    paths = {}
+    for seed in args.seeds:
+        for treatment in args.treatments:
+            paths[f"{treatment}_s{seed}"] = train_run(base_config(args, treatment, seed))
+    if args.only_train:
+        return 0
+    refs = reference_molecules(args.data_dir, args.molecules)
+    qm9 = load_qm9()
+    for key, path in paths.items():
+        if key not in results:
+            print(f"evaluating {key}")
+            results[key] = evaluate_model(path, refs, qm9, args, seed=int(key.rsplit("_s", 1)[1]))
+            save()
+    for seed in args.seeds:
+        for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
+            key = f"{method}_s{seed}"
+            if key not in results:
+                print(f"evaluating {key}")
+                results[key] = evaluate_etkdg(refs, qm9, args, seed, mmff)
+                save()
+    save()
+    summary = summarise(results)
+    table = markdown(summary, meta)
+    (out / f"{name}.md").write_text(table)
+    plot(results, out / f"{name}.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
