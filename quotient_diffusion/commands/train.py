@@ -21,6 +21,14 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
+    e = sub.add_parser(
+        "export",
+        help="slim a training checkpoint to its config and EMA weights (for shipping)",
+    )
+    e.add_argument("checkpoint", help="a checkpoint written by `qdiff train`")
+    e.add_argument("output", help="where to write the slim copy")
+    e.set_defaults(func=export)
+
 
 def run(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, train
@@ -42,4 +50,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"qdiff train: {err}", file=sys.stderr)
         return 1
     print(f"final checkpoint: {final}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from ..training import export_weights
+
+    try:
+        export_weights(args.checkpoint, args.output)
+    except (OSError, KeyError) as err:
+        print(f"qdiff export: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
     return 0

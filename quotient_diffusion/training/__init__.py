@@ -1,6 +1,6 @@
 """Training: configuration, EMA, atomic checkpoints and the (data-parallel) loop."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import export_weights, load_checkpoint, save_checkpoint
 from .config import ModelConfig, OptimConfig, RunConfig, TaskConfig, TrainConfig
 from .ema import EMA
 from .loop import load_trained_model, train
@@ -14,6 +14,7 @@ __all__ = [
     "EMA",
     "save_checkpoint",
     "load_checkpoint",
+    "export_weights",
     "train",
     "load_trained_model",
 ]

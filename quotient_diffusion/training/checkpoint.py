@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "export_weights"]
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -29,3 +29,10 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def export_weights(source: str | Path, target: str | Path) -> None:
+    """Write a deployable copy of a training checkpoint: its config, step and EMA weights only
+    (no optimiser state, no raw weights), which :func:`~.loop.load_trained_model` reads."""
+    state = load_checkpoint(source)
+    save_checkpoint(target, {key: state[key] for key in ("version", "config", "step", "ema")})
