@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as fn
 from torch.utils.flop_counter import FlopCounterMode
 
 from quotient_diffusion.data.batch import Graph, GraphBatch, collate
@@ -429,23 +428,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.compile:
             cases.append(Case("egnn", hidden, layers, train, sample, args.sample_steps, True))
         print(f"hidden {hidden} / {layers} layers: timing {[c.name for c in cases]}", flush=True)
-        train_t = interleaved({c.name: c.train_step for c in cases}, repeats)
-        sample_t = interleaved({c.name: c.sample_run for c in cases}, repeats)
+        # the FLOP-counted first calls double as warm-up (compiled networks: plain warm-up)
+        flops = {}
+        for c in cases:
+            compiled = "compiled" in c.name
+            flops[c.name] = (
+                0 if compiled else count_flops(c.train_step),
+                0 if compiled else count_flops(c.sample_run) / args.sample_steps,
+            )
+            if compiled:
+                c.train_step()
+                c.sample_run()
+        train_t = interleaved({c.name: c.train_step for c in cases}, repeats, warmup=0)
+        sample_t = interleaved({c.name: c.sample_run for c in cases}, repeats, warmup=0)
         overhead = treatment_costs(train, sample, max(repeats, 5))
         ms = {c.name: 1e3 * statistics.median(train_t[c.name]) for c in cases}
         sms = {c.name: 1e3 * statistics.median(sample_t[c.name]) / args.sample_steps for c in cases}
         padded = "edm-padded" if "edm-padded" in ms else None
         for c in cases:
-            train_flops = count_flops(c.train_step) if "compiled" not in c.name else 0
-            sample_flops = (
-                count_flops(
-                    lambda c=c: c.model.sample(
-                        c.sample_graph, SamplerConfig(steps=1, method="sde"), c.gen
-                    )
-                )
-                if "compiled" not in c.name
-                else 0
-            )
+            train_flops, sample_flops = flops[c.name]
             row = {
                 "network": c.name,
                 "hidden": hidden,

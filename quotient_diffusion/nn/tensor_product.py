@@ -3,15 +3,17 @@ r"""An SE(3)-equivariant tensor-product network built from e3nn (NequIP-style co
 Node features are direct sums of irreducible representations: ``hidden`` scalars (0e) and
 ``hidden/4`` vectors of each parity (1o, 1e). The input is ``hidden`` scalars embedded from
 [node_attr, t]. Each layer, on the message graph (source j -> target i), with
-r_ij = x_i - x_j, d_ij = |r_ij|, u_ij = r_ij / sqrt(d_ij^2 + eps):
+r_ij = x_i - x_j, d_ij = sqrt(|r_ij|^2 + eps), u_ij = r_ij / d_ij:
 
     Y_ij   = (Y^0, Y^1, Y^2)(u_ij)                          spherical harmonics up to l = 2
     w_ij   = MLP([B(d_ij), e_ij])                            invariant path weights
     m_ij   = TP_w(W_1 h_j, Y_ij)                             depthwise ('uvu') tensor product
     h_i   <- Gate(W_2 (1/Z) sum_j m_ij + W_3 h_i) (+ h_i)    gated nonlinearity, residual
 
-B is a Gaussian radial basis on [0, max_radius]; Gate applies SiLU to the scalars and multiplies
-every vector channel by the sigmoid of its own scalar gate. Each piece commutes with rotations,
+W_1 narrows h_j to the edge channels (hidden/2 scalars, hidden/4 vectors of each parity) before
+the per-edge product, which keeps the (E, channels) tensors small. B is a Gaussian radial basis
+on [0, max_radius]; Gate applies SiLU to the scalars and multiplies every vector channel by the
+sigmoid of its own scalar gate. Each piece commutes with rotations,
 so the network is equivariant by construction (E(3), parity included: 1e channels carry cross
 products, which makes the coordinate output sensitive to chirality). Output: o3.Linear to
 1x1o + Kx0e; the 1o part is the displacement vec, the scalars are feat. u_ij (not r_ij / d_ij)
@@ -79,8 +81,10 @@ class Convolution(nn.Module):
         self.irreps_in = irreps_in
         self.irreps_out = self.gate.irreps_out
         self.norm = norm
-        self.pre = o3.Linear(irreps_in, irreps_in)
-        self.tp = _depthwise_tp(irreps_in, irreps_sh, self.gate.irreps_in)
+        narrow = o3.Irreps(f"{max(1, hidden // 2)}x0e + {vectors}x1o + {vectors}x1e")
+        edge_irreps = o3.Irreps([(mul, ir) for mul, ir in narrow if ir in irreps_in])
+        self.pre = o3.Linear(irreps_in, edge_irreps)
+        self.tp = _depthwise_tp(edge_irreps, irreps_sh, self.gate.irreps_in)
         self.radial = nn.Sequential(
             nn.Linear(radial_in, hidden), nn.SiLU(), nn.Linear(hidden, self.tp.weight_numel)
         )
