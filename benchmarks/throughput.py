@@ -26,7 +26,8 @@ distribution (mean 18 atoms, 3 to 29).
     python benchmarks/throughput.py --threads 2             # all sizes (tens of minutes)
     python benchmarks/throughput.py --threads 2 --compile   # + torch.compile of the EGNN
 
-Writes benchmarks/results/throughput.json and .md (and docs/benchmarks/throughput.md).
+Writes benchmarks/results/throughput.json and .md (--quick: throughput.quick.*);
+docs/benchmarks/throughput.md discusses them.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from quotient_diffusion.scatter import scatter_sum
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs" / "benchmarks"
 SIZES = [(64, 4), (128, 6), (256, 9)]
 NETWORKS = ["egnn", "e3nn", "transformer", "edm-padded"]
 FEATURES = 6  # one-hot H, C, N, O, F + charge (EDM's QM9 node features)
@@ -385,7 +385,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--networks", nargs="+", default=NETWORKS, choices=NETWORKS)
     parser.add_argument("--compile", action="store_true", help="also time a compiled EGNN")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
-    parser.add_argument("--docs", type=Path, default=DOCS, help="markdown copy for the docs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -474,10 +473,11 @@ def main(argv: list[str] | None = None) -> None:
                 f" ms  {row['train_gflop']:.2f} GFLOP",
                 flush=True,
             )
-    if "egnn" in args.networks:
-        egnn = Case("egnn", 64, 4, train, sample, args.sample_steps)
-        egnn.train_step()
-        meta["profile"] = profile_breakdown(egnn)
+    meta["profile"] = {}
+    for name in args.networks:
+        case = Case(name, 64, 4, train, sample, args.sample_steps)
+        case.train_step()
+        meta["profile"][name] = profile_breakdown(case)
     gflops = 0.5 * (gflops_start + matmul_gflops(args.threads))
     meta["matmul_gflops"] = gflops
     meta["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -491,9 +491,6 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     table = to_markdown(rows, meta)
     (args.out / f"{stem}.md").write_text(table)
-    if not args.quick:
-        args.docs.mkdir(parents=True, exist_ok=True)
-        (args.docs / "throughput.md").write_text(table)
     print(table)
 
 
