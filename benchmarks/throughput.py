@@ -364,15 +364,18 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
             f"{o['sample_quotient_ms']:.2f} ({100 * o['sample_fraction']:.1f}%) | "
             f"{o['train_geodiff_ms']:.2f} / {o['train_af3_ms']:.2f} |"
         )
-    if meta.get("profile"):
-        p = meta["profile"]
-        lines += [
-            "",
-            "Where the EGNN training step (64 / 4) spends its time (profiler, self CPU "
-            f"time): matrix products {100 * p['matmul']:.0f}%, gathers and scatters "
-            f"{100 * p['gather_scatter']:.0f}%, element-wise and other "
-            f"{100 * p['elementwise_other']:.0f}%.",
-        ]
+    lines += [
+        "",
+        "Where a training step (64 / 4) spends its time (profiler, share of self CPU time):",
+        "",
+        "| network | matrix products | gathers / scatters | element-wise and other |",
+        "|---|---|---|---|",
+    ]
+    for name, p in meta.get("profile", {}).items():
+        lines.append(
+            f"| {name} | {100 * p['matmul']:.0f}% | {100 * p['gather_scatter']:.0f}% | "
+            f"{100 * p['elementwise_other']:.0f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
