@@ -47,7 +47,7 @@ def register(kinds) -> None:
 
 def _rdkit_record(z, pos, props: dict):
     """A sanitised molecule with table bonds, else the bare atoms; properties attached."""
-    from ..metrics.molecules import xyz_molecule, build_molecule
+    from ..metrics.molecules import build_molecule, xyz_molecule
 
     mol = build_molecule(z, pos, "table")
     if mol is None:

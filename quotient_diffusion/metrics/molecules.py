@@ -230,7 +230,9 @@ def validity(molecules: Sequence[tuple[np.ndarray, np.ndarray]], method: str = "
     return {"validity": valid / n, "connected": sum(connected) / n, "smiles": smiles}
 
 
-def uniqueness_novelty(smiles: Sequence[str | None], reference: Iterable[str] | None = None) -> dict:
+def uniqueness_novelty(
+    smiles: Sequence[str | None], reference: Iterable[str] | None = None
+) -> dict:
     """Uniqueness among the valid SMILES, novelty of the distinct ones against ``reference``
     (canonical SMILES; None skips novelty)."""
     valid = [s for s in smiles if s is not None]
