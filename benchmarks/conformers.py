@@ -198,10 +198,10 @@ def main() -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--treatments", nargs="+", default=list(TREATMENTS))
-    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--molecules", type=int, default=300)
+    p.add_argument("--molecules", type=int, default=200)
     p.add_argument("--conformers", type=int, default=10)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--method", choices=("ode", "sde"), default="ode")
@@ -209,6 +209,11 @@ def main() -> int:
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench_conformers"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--only-train", action="store_true", help="train the models, do not evaluate")
+    p.add_argument("--only-report", action="store_true",
+                   help="collect the evaluations already made into the JSON, table and plot")
+    p.add_argument("--no-train", action="store_true",
+                   help="evaluate only the models whose training has finished")
+    p.add_argument("--skip-etkdg", action="store_true", help="do not evaluate the RDKit baselines")
     args = p.parse_args()
     name = "conformers"
     if args.quick:
@@ -220,42 +225,62 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{name}.json"
-    state = json.loads(json_path.read_text()) if json_path.exists() else {}
+    parts = out / f"{name}_parts"  # one JSON per evaluated model: runs can go in parallel
+    parts.mkdir(exist_ok=True)
     meta = {"molecules": args.molecules, "conformers": args.conformers, "seeds": args.seeds,
             "network": f"egnn {args.hidden}/{args.layers}", "train_steps": args.train_steps,
             "batch_size": base_config(args, "quotient", 0).optim.batch_size,
             "method": args.method, "sample_steps": args.sample_steps,
             "command": "python " + " ".join(sys.argv)}
-    if state.get("meta", {}).get("train_steps") not in (None, args.train_steps):
-        state = {}  # a different budget: start afresh
-    results = state.get("results", {})
 
-    def save():
-        json_path.write_text(json.dumps({"meta": meta, "results": results,
-                                         "summary": summarise(results) if results else {}},
-                                        indent=1))
+    def part_path(key: str) -> Path:
+        return parts / f"{key}.json"
 
-    paths = {}
-    for seed in args.seeds:
-        for treatment in args.treatments:
-            paths[f"{treatment}_s{seed}"] = train_run(base_config(args, treatment, seed))
-    if args.only_train:
-        return 0
-    refs = reference_molecules(args.data_dir, args.molecules)
-    qm9 = load_qm9()
-    for key, path in paths.items():
-        if key not in results:
-            print(f"evaluating {key}")
-            results[key] = evaluate_model(path, refs, qm9, args, seed=int(key.rsplit("_s", 1)[1]))
-            save()
-    for seed in args.seeds:
-        for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
-            key = f"{method}_s{seed}"
-            if key not in results:
-                print(f"evaluating {key}")
-                results[key] = evaluate_etkdg(refs, qm9, args, seed, mmff)
-                save()
-    save()
+    def load_part(key: str) -> dict | None:
+        path = part_path(key)
+        if not path.exists():
+            return None
+        part = json.loads(path.read_text())
+        same = all(part["meta"][k] == meta[k] for k in
+                   ("molecules", "conformers", "train_steps", "sample_steps", "method"))
+        return part["result"] if same else None
+
+    def evaluate(key: str, fn) -> None:
+        if load_part(key) is None:
+            print(f"evaluating {key}", flush=True)
+            part_path(key).write_text(json.dumps({"meta": meta, "result": fn()}))
+
+    keys = [f"{t}_s{s}" for s in args.seeds for t in args.treatments]
+    if not args.only_report:
+        paths = {}
+        for seed in args.seeds:
+            for treatment in args.treatments:
+                cfg = base_config(args, treatment, seed)
+                if args.no_train:
+                    final = Path(cfg.run.out_dir) / "final.pt"
+                    if final.exists():
+                        paths[f"{treatment}_s{seed}"] = final
+                    continue
+                paths[f"{treatment}_s{seed}"] = train_run(cfg)
+        if args.only_train:
+            return 0
+        refs = reference_molecules(args.data_dir, args.molecules)
+        qm9 = load_qm9()
+        for key, path in paths.items():
+            seed = int(key.rsplit("_s", 1)[1])
+            evaluate(key, lambda: evaluate_model(path, refs, qm9, args, seed))
+        if not args.skip_etkdg:
+            for seed in args.seeds:
+                for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
+                    evaluate(f"{method}_s{seed}",
+                             lambda: evaluate_etkdg(refs, qm9, args, seed, mmff))
+    keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")]
+    results = {k: r for k in keys if (r := load_part(k)) is not None}
+    missing = sorted(set(keys) - set(results))
+    if missing:
+        print(f"not evaluated yet: {missing}")
+    json_path.write_text(json.dumps({"meta": meta, "results": results,
+                                     "summary": summarise(results)}, indent=1))
     summary = summarise(results)
     table = markdown(summary, meta)
     (out / f"{name}.md").write_text(table)
