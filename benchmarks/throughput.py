@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-steps", type=int, default=3, help="SDE steps per timing")
     parser.add_argument("--networks", nargs="+", default=NETWORKS, choices=NETWORKS)
     parser.add_argument("--compile", action="store_true", help="also time a compiled EGNN")
+    parser.add_argument("--tag", nargs="*", default=[], help="extra parts of the file names")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         row["sample_floor_ms"] = 1e3 * row["sample_gflop"] / gflops
         row["train_floor_fraction"] = row["train_floor_ms"] / row["train_ms"]
         row["sample_floor_fraction"] = row["sample_floor_ms"] / row["sample_ms"]
-    stem = "throughput.quick" if args.quick else "throughput"
+    stem = ".".join(["throughput"] + (["quick"] if args.quick else []) + args.tag)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     table = to_markdown(rows, meta)
