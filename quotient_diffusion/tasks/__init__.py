@@ -12,6 +12,8 @@ __all__ = ["Task", "get_task", "TASKS"]
 TASKS = {
     "toy": "toy:ToyTask",
     "conformers": "conformers:ConformerTask",
+    "backbones": "backbones:BackboneTask",
+    "denovo_qm9": "denovo:DenovoTask",
 }
 
 
