@@ -144,7 +144,8 @@ class SetVAE(nn.Module):
         self, num_sets: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sets from the prior: ``z ~ N(0, I)``, ``n ~ size_head(z)``; padded rows and mask."""
-        z = torch.randn(num_sets, self.config.latent_dim, generator=generator)
+        weight = self.size_head.weight
+        z = torch.randn(num_sets, self.config.latent_dim, generator=generator, dtype=weight.dtype)
         probs = self.size_head(z).softmax(-1)
         probs[:, 0] = 0  # never an empty set
         sizes = torch.multinomial(probs, 1, generator=generator).squeeze(1)
