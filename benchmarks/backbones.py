@@ -8,15 +8,18 @@ Protocol (defaults = the committed results; ``--quick`` is a smoke run under 3 m
 
 * data: DB5.5 chains, family split (quotient_diffusion.data.proteins), training chains of
   50-``max_length`` residues (configs/backbones.json);
-* for every treatment and seed: train the config's model for ``--train-steps`` steps, then
-  sample one chain per length of the natural test chains (same lengths, same seed) with the
-  Euler ODE and the Euler-Maruyama SDE (``--sample-steps`` each);
+* for every treatment and seed: train the config's model (configs/backbones.json: the
+  transformer with rotation augmentation; configs/backbones_egnn.json: the EGNN) for the same
+  number of steps, then sample one chain per length for ``--num-lengths`` lengths of natural
+  test chains (same lengths and seed for every treatment) with the Euler ODE and the
+  Euler-Maruyama SDE (``--sample-steps`` each);
 * metrics (quotient_diffusion.metrics.proteins): angle distributions and the R_g law against
   the training chains; novelty against a fixed subset of ``--novelty-reference`` training
   chains; the natural test chains are the reference row.
 
-Writes benchmarks/results/backbones[_quick].json, docs/benchmarks/backbones[_quick].md and the
-plots docs/benchmarks/backbones[_quick]_{dihedrals,rg}.png. Run with OMP_NUM_THREADS=1.
+Writes benchmarks/results/backbones{tag}.json, docs/benchmarks/backbones{tag}_table.md and
+the plots docs/benchmarks/backbones{tag}_{dihedrals,rg}.png, where tag is '_<network>' (and
+'_quick'). Run with OMP_NUM_THREADS=1.
 """
 
 from __future__ import annotations
@@ -66,15 +69,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run (< 3 minutes)")
     p.add_argument("--config", default=str(ROOT / "configs" / "backbones.json"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--train-steps", type=int, default=500)
-    p.add_argument("--sample-steps", type=int, default=60)
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="training steps (default: the config's optim.steps)")
+    p.add_argument("--sample-steps", type=int, default=40)
+    p.add_argument("--num-lengths", type=int, default=12,
+                   help="chains sampled per run: lengths of this many test chains, evenly "
+                        "spread over the sorted test lengths")
     p.add_argument("--novelty-reference", type=int, default=40)
     p.add_argument("--data-dir", help="shared data root (else QD_DATA / ../shared/data)")
     p.add_argument("--export-checkpoint", help="write the seed-0 quotient model (EMA) here")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.train_steps, args.sample_steps = [0], 40, 10
-        args.novelty_reference = 5
+        args.seeds, args.train_steps, args.sample_steps = [0], 30, 10
+        args.novelty_reference, args.num_lengths = 5, 4
     return args
 
 
@@ -107,7 +114,7 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plots(results: dict, samples: dict, natural: list, train: list, stem: Path) -> list[str]:
+def plots(results: dict, samples: dict, train: list, stem: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,12 +170,12 @@ def main(argv=None) -> int:
     in_range = lambda cs: [c.ca.astype(np.float64) for c in cs  # noqa: E731
                            if o["min_length"] <= len(c) <= o["max_length"]]
     train_ca, test_ca = in_range(splits.train), in_range(splits.test)
-    if args.quick:
-        test_ca = test_ca[:4]
-    lengths = [len(x) for x in test_ca]
+    steps = args.train_steps or base.optim.steps
+    pick = np.linspace(0, len(test_ca) - 1, min(args.num_lengths, len(test_ca))).round()
+    lengths = [len(test_ca[i]) for i in np.argsort([len(x) for x in test_ca])[pick.astype(int)]]
     rng = np.random.default_rng(0)
     novelty_ref = [train_ca[i] for i in rng.choice(len(train_ca), args.novelty_reference, False)]
-    rg_law = fit_rg_power_law([c.ca for c in splits.train])
+    rg_law = fit_rg_power_law(train_ca)  # natural chains of the lengths sampled
     report = lambda xs: backbone_report(xs, train_ca, rg_law, novelty_ref)  # noqa: E731
 
     t0 = time.perf_counter()
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
         "command": "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/backbones.py"] +
                                                           sys.argv[1:]),
         "config": base.to_dict(),
-        "train_steps": args.train_steps,
+        "train_steps": steps,
         "sample_steps": args.sample_steps,
         "seeds": args.seeds,
         "num_train_chains": len(train_ca),
@@ -194,7 +201,7 @@ def main(argv=None) -> int:
             for name in TREATMENTS:
                 config = TrainConfig.from_dict(base.to_dict())
                 config.model.treatment = name
-                config.optim.steps = args.train_steps
+                config.optim.steps = steps
                 config.run.seed = seed
                 config.run.out_dir = f"{tmp}/{name}_{seed}"
                 config.run.validate_every = config.run.checkpoint_every = 10**9
@@ -225,13 +232,13 @@ def main(argv=None) -> int:
         for name in TREATMENTS
     }
     results["wall_time_s"] = time.perf_counter() - t0
-    suffix = "_quick" if args.quick else ""
+    suffix = f"_{base.model.network}" + ("_quick" if args.quick else "")
     out_json = ROOT / "benchmarks" / "results" / f"backbones{suffix}.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1) + "\n")
     docs = ROOT / "docs" / "benchmarks"
     docs.mkdir(parents=True, exist_ok=True)
-    pngs = plots(results, samples, test_ca, train_ca, docs / f"backbones{suffix}")
+    pngs = plots(results, samples, train_ca, docs / f"backbones{suffix}")
     md = docs / f"backbones{suffix}_table.md"
     md.write_text(
         f"<!-- written by benchmarks/backbones.py; command: {results['command']} -->\n\n"

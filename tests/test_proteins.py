@@ -301,3 +301,15 @@ def test_sample_command_errors(tmp_path, capsys):
     assert main(["sample", "backbones", "--length", "20", "-o", str(tmp_path),
                  "--checkpoint", str(missing)]) == 1
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_bundled_model_samples(tmp_path):
+    """`qdiff sample backbones` with no --checkpoint uses the model shipped in the package."""
+    from quotient_diffusion.cli import main
+    from quotient_diffusion.proteins.generate import default_checkpoint
+
+    if not default_checkpoint().exists():
+        pytest.skip("no bundled backbone checkpoint")
+    assert main(["sample", "backbones", "--length", "25", "-n", "1", "-o", str(tmp_path),
+                 "--steps", "3", "--threads", "1"]) == 0
+    assert read_ca_pdb(tmp_path / "backbone_L25_0.pdb").shape == (25, 3)
