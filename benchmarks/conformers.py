@@ -119,7 +119,8 @@ def evaluate_etkdg(refs, qm9, args, seed: int, mmff: bool) -> dict:
 
     jobs = prepare([r["smiles"] for r in refs])
     params = AllChem.ETKDGv3()
-    params.randomSeed = seed
+    # RDKit quirk: randomSeed = 0 embeds every conformer from the same start (identical copies)
+    params.randomSeed = 1000 + seed
     t0 = time.perf_counter()
     for job in jobs:
         ids = AllChem.EmbedMultipleConfs(job.mol, numConfs=args.conformers, params=params)
@@ -213,6 +214,8 @@ def main() -> int:
                    help="collect the evaluations already made into the JSON, table and plot")
     p.add_argument("--no-train", action="store_true",
                    help="evaluate only the models whose training has finished")
+    p.add_argument("--bundled", action="store_true",
+                   help="also evaluate the checkpoint that ships with the package (row 'bundled')")
     p.add_argument("--skip-etkdg", action="store_true", help="do not evaluate the RDKit baselines")
     args = p.parse_args()
     name = "conformers"
@@ -269,12 +272,16 @@ def main() -> int:
         for key, path in paths.items():
             seed = int(key.rsplit("_s", 1)[1])
             evaluate(key, lambda: evaluate_model(path, refs, qm9, args, seed))
+        if args.bundled:
+            from quotient_diffusion.conformers import default_checkpoint
+
+            evaluate("bundled_s0", lambda: evaluate_model(default_checkpoint(), refs, qm9, args, 0))
         if not args.skip_etkdg:
             for seed in args.seeds:
                 for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
                     evaluate(f"{method}_s{seed}",
                              lambda: evaluate_etkdg(refs, qm9, args, seed, mmff))
-    keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")]
+    keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")] + ["bundled_s0"]
     results = {k: r for k in keys if (r := load_part(k)) is not None}
     missing = sorted(set(keys) - set(results))
     if missing:

@@ -261,12 +261,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     q = args.quick
     args.templates, args.points, args.shape_noise = 3, 6, 0.15
-    args.num_samples = 300 if q else 1000
+    args.num_samples = 300 if q else 500
     args.seeds = 2 if q else 3
-    args.steps = 30 if q else 60
-    args.rotations = 128 if q else 192
+    args.steps = 30 if q else 40
+    args.rotations = 128
     args.noise_scale = 1.0
-    args.budgets = [100, 300] if q else [300, 1000, 3000]
+    args.budgets = [100, 300] if q else [200, 600, 2000]
     args.hidden, args.batch, args.lr = (32 if q else 64), 64, 2e-3
     target = TemplateMixture.random(args.templates, args.points, args.shape_noise, seed=0)
     interp = LinearInterpolant()

@@ -205,3 +205,24 @@ def test_cli_exit_codes_for_user_errors(tmp_path, capsys):
     assert qdiff(["conformers", "missing.smi", "-o", str(tmp_path / "x.sdf")]) == 2
     assert "no such input file" in capsys.readouterr().err
     assert not (tmp_path / "x.sdf").exists()
+
+
+def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
+    """README's first command: the bundled model, offline, on paracetamol."""
+    from rdkit import Chem
+
+    from quotient_diffusion.conformers import default_checkpoint
+
+    assert default_checkpoint().exists()
+    out = tmp_path / "out.sdf"
+    code = qdiff(["conformers", "CC(=O)Nc1ccc(O)cc1", "-n", "2", "-o", str(out), "--steps", "20"])
+    assert code == 0
+    assert "warning" in capsys.readouterr().err  # 11 heavy atoms: beyond QM9's 9
+    mols = list(Chem.SDMolSupplier(str(out), removeHs=False))
+    assert len(mols) == 2
+    for mol in mols:
+        pos = mol.GetConformer().GetPositions()
+        lengths = [np.linalg.norm(pos[b.GetBeginAtomIdx()] - pos[b.GetEndAtomIdx()])
+                   for b in mol.GetBonds()
+                   if b.GetBeginAtom().GetAtomicNum() > 1 and b.GetEndAtom().GetAtomicNum() > 1]
+        assert 1.15 < np.median(lengths) < 1.6  # heavy-atom bonds: 1.2-1.5 A
