@@ -248,10 +248,10 @@ def main() -> int:
                    ("molecules", "conformers", "train_steps", "sample_steps", "method"))
         return part["result"] if same else None
 
-    def evaluate(key: str, fn) -> None:
+    def evaluate(key: str, fn, *fn_args) -> None:
         if load_part(key) is None:
             print(f"evaluating {key}", flush=True)
-            part_path(key).write_text(json.dumps({"meta": meta, "result": fn()}))
+            part_path(key).write_text(json.dumps({"meta": meta, "result": fn(*fn_args)}))
 
     keys = [f"{t}_s{s}" for s in args.seeds for t in args.treatments]
     if not args.only_report:
@@ -271,16 +271,15 @@ def main() -> int:
         qm9 = load_qm9()
         for key, path in paths.items():
             seed = int(key.rsplit("_s", 1)[1])
-            evaluate(key, lambda: evaluate_model(path, refs, qm9, args, seed))
+            evaluate(key, evaluate_model, path, refs, qm9, args, seed)
         if args.bundled:
             from quotient_diffusion.conformers import default_checkpoint
 
-            evaluate("bundled_s0", lambda: evaluate_model(default_checkpoint(), refs, qm9, args, 0))
+            evaluate("bundled_s0", evaluate_model, default_checkpoint(), refs, qm9, args, 0)
         if not args.skip_etkdg:
             for seed in args.seeds:
                 for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
-                    evaluate(f"{method}_s{seed}",
-                             lambda: evaluate_etkdg(refs, qm9, args, seed, mmff))
+                    evaluate(f"{method}_s{seed}", evaluate_etkdg, refs, qm9, args, seed, mmff)
     keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")] + ["bundled_s0"]
     results = {k: r for k in keys if (r := load_part(k)) is not None}
     missing = sorted(set(keys) - set(results))

@@ -168,7 +168,8 @@ def _tetrahedral_tags(mol, pos: np.ndarray) -> dict[int, str]:
 
     m = mol_with_positions(mol, pos)
     Chem.AssignStereochemistryFrom3D(m)
-    return dict(Chem.FindMolChiralCenters(m, includeUnassigned=False, useLegacyImplementation=False))
+    return dict(Chem.FindMolChiralCenters(m, includeUnassigned=False,
+                                          useLegacyImplementation=False))
 
 
 def fix_stereo(mol, pos: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -33,8 +33,7 @@ from quotient_diffusion.training.checkpoint import save_checkpoint
 def qm9_rows(count: int, stride: int = 1):
     csv.field_size_limit(1 << 30)
     with open(qm9_csv_paths()[0], newline="") as fh:
-        for row in itertools.islice(csv.DictReader(fh), 0, count * stride, stride):
-            yield row
+        yield from itertools.islice(csv.DictReader(fh), 0, count * stride, stride)
 
 
 def test_qm9_rows_match_their_graph():

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quotient_diffusion.data.paths import data_root
 from quotient_diffusion.data.proteins import (
+    DB55_FILE,
     ProteinChain,
     count_gaps,
     drop_duplicates,
     family_split,
     keep_chain,
     parse_pdb_chains,
-    resolve_data_dir,
 )
 from quotient_diffusion.metrics.proteins import (
     backbone_report,
@@ -97,15 +98,15 @@ def test_family_split_and_duplicates():
 def test_missing_data_dir_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("QD_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="QD_DATA"):
-        resolve_data_dir()
-    with pytest.raises(FileNotFoundError, match="--data-dir"):
-        resolve_data_dir(tmp_path / "nowhere")
+        data_root(required=DB55_FILE)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        data_root(tmp_path / "nowhere")
 
 
 def test_tarball_chains_are_natural():
     """The first structures of the real DB5.5 tarball (skipped where the data are absent)."""
     try:
-        root = resolve_data_dir()
+        root = data_root(required=DB55_FILE)
     except FileNotFoundError:
         pytest.skip("shared protein data not available")
     kept = []

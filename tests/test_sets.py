@@ -12,6 +12,7 @@ import torch
 
 from quotient_diffusion.cli import main as qdiff
 from quotient_diffusion.data import GraphBatch
+from quotient_diffusion.data.paths import data_root
 from quotient_diffusion.sets import (
     CREATORS,
     SetVAE,
@@ -23,7 +24,6 @@ from quotient_diffusion.sets import (
     hungarian_match,
     load_setmnist,
     make_creator,
-    resolve_data_dir,
     sizes_to_batch,
     slot_index,
     synthetic_scores,
@@ -296,12 +296,12 @@ def test_setmnist_recipe_on_a_fake_idx_file(tmp_path):
     pos, sizes = images_to_sets(images, threshold=126)
     assert sizes.tolist() == [3, 1, 1]
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_data_dir(tmp_path / "missing")
+        data_root(tmp_path / "missing")
 
 
 def test_real_mnist_first_digits():
     try:
-        root = resolve_data_dir(None)
+        root = data_root(None)
     except FileNotFoundError:
         pytest.skip("no shared data directory")
     if not (root / "mnist").is_dir():

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import paths
+
 __all__ = [
     "BACKBONE_ATOMS",
     "MAX_CA_CA",
@@ -51,7 +53,6 @@ __all__ = [
     "drop_duplicates",
     "read_db55",
     "read_ts50",
-    "resolve_data_dir",
     "load_protein_splits",
 ]
 
@@ -231,30 +232,6 @@ def read_ts50(json_path: str | Path) -> list[ProteinChain]:
 
 
 # ----------------------------------------------------------------------- paths and cache
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The shared data root: ``data_dir``, else ``$QD_DATA``, else ``../shared/data`` beside
-    the repository. The first of these that is set must hold the data: an explicit path that
-    does not is an error (FileNotFoundError naming it), never silently replaced."""
-    repo = Path(__file__).resolve().parents[2]
-    given = data_dir or os.environ.get("QD_DATA")
-    root = Path(given) if given else repo.parent / "shared" / "data"
-    if not (root / DB55_FILE).exists():
-        source = "--data-dir" if data_dir else "QD_DATA" if given else "the default"
-        raise FileNotFoundError(
-            f"protein data not found: {root / DB55_FILE} (from {source}); pass --data-dir or "
-            "set QD_DATA to the shared data root (the folder holding proteins/)"
-        )
-    return root
-
-
-def _cache_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir:
-        return Path(cache_dir)
-    if os.environ.get("QD_CACHE"):
-        return Path(os.environ["QD_CACHE"])
-    return Path.home() / ".cache" / "quotient_diffusion"
-
-
 def _pack(splits: ProteinSplits) -> dict[str, np.ndarray]:
     parts = [("train", splits.train), ("val", splits.val), ("test", splits.test),
              ("ts50", splits.ts50)]
@@ -288,12 +265,12 @@ def load_protein_splits(
 
     The cache key covers the tarball's size and modification time, the filters and the seed.
     """
-    root = resolve_data_dir(data_dir)
+    root = paths.data_root(data_dir, required=DB55_FILE)
     tar_path = root / DB55_FILE
     stat = tar_path.stat()
     key = f"{CACHE_VERSION}-{stat.st_size}-{int(stat.st_mtime)}-{seed}-{min_length}-{max_length}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    path = _cache_dir(cache_dir) / f"proteins-{digest}.npz"
+    path = paths.cache_dir(cache_dir) / f"proteins-{digest}.npz"
     if path.exists():
         with np.load(path) as data:
             return _unpack(data)

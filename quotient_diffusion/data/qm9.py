@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["QM9", "load_qm9", "qm9_csv_paths", "cache_dir", "ELEMENTS", "parse_qm9_row"]
+from .paths import cache_dir
+
+__all__ = ["QM9", "load_qm9", "qm9_csv_paths", "ELEMENTS", "parse_qm9_row"]
 
 #: QM9's elements, in the order of every one-hot encoding in the package
 ELEMENTS = ("H", "C", "N", "O", "F")
@@ -40,14 +42,6 @@ CACHE_VERSION = 1
 SPLIT_NAMES = ("train", "valid", "test")
 _NUMBER = re.compile(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?")
 _SYMBOL = re.compile(r"'([A-Za-z]+)'")
-
-
-def cache_dir() -> Path:
-    """Folder for processed data sets: ``$QD_CACHE`` or ``~/.cache/quotient_diffusion``."""
-    root = os.environ.get("QD_CACHE") or Path.home() / ".cache" / "quotient_diffusion"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def qm9_csv_paths() -> list[Path]:

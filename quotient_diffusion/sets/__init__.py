@@ -10,7 +10,7 @@ from .dataset import SetDataset
 from .matching import chamfer, hungarian_match
 from .metrics import pair_diversity, reconstruction_chamfer, synthetic_scores
 from .padding import from_padded, sizes_to_batch, slot_index, to_padded
-from .setmnist import load_setmnist, resolve_data_dir
+from .setmnist import load_setmnist
 from .synthetic import SyntheticConfig, constraint_violations, generate_synthetic
 from .training import load_set_model, save_set_checkpoint, train_set_vae
 from .vae import SetVAE, SetVAEConfig
@@ -34,7 +34,6 @@ __all__ = [
     "slot_index",
     "to_padded",
     "load_setmnist",
-    "resolve_data_dir",
     "SyntheticConfig",
     "constraint_violations",
     "generate_synthetic",

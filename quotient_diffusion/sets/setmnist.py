@@ -20,27 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.paths import data_root
 from .dataset import SetDataset
 
-__all__ = ["resolve_data_dir", "read_idx", "load_setmnist", "images_to_sets"]
+__all__ = ["read_idx", "load_setmnist", "images_to_sets"]
 
 _PREFIX = {"train": "train", "test": "t10k"}
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The shared data root: ``data_dir``, else ``$QD_DATA``, else ``../shared/data``."""
-    candidates = [data_dir, os.environ.get("QD_DATA")]
-    candidates.append(Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
-    for c in candidates:
-        if c is not None:
-            path = Path(c)
-            if path.is_dir():
-                return path.resolve()
-            if c is not candidates[-1]:
-                raise FileNotFoundError(f"data directory {path} does not exist")
-    raise FileNotFoundError(
-        "no data directory: pass --data-dir or set QD_DATA to the folder holding mnist/"
-    )
 
 
 def read_idx(path: Path, limit: int | None = None) -> np.ndarray:
@@ -76,7 +61,7 @@ def load_setmnist(
     Images with no pixel above the threshold (none at 127 in MNIST) are dropped.
     """
     prefix = _PREFIX.get(split, split)
-    folder = resolve_data_dir(data_dir) / "mnist"
+    folder = data_root(data_dir, required="mnist") / "mnist"
     images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", limit)
     labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", limit)
     pos, sizes = images_to_sets(images, threshold)

@@ -11,7 +11,6 @@ Options (``task.options``): ``exclude_geom_test`` (default true), ``num_val`` (d
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -28,21 +27,13 @@ from ..chem.featurize import (
     full_edge_index,
 )
 from ..data import Graph
+from ..data.paths import data_root
 from .base import Task
 
 __all__ = ["ConformerTask", "ConformerDataset", "molecule_graph", "geom_qm9_test_smiles",
-           "shared_data_dir", "canonical_no_stereo"]
+           "canonical_no_stereo"]
 
-
-def shared_data_dir(explicit: str | None = None) -> Path | None:
-    """The shared data root: ``explicit``, else ``$QD_DATA``, else ``../shared/data`` beside the
-    repository (None if none exists)."""
-    candidates = [explicit, os.environ.get("QD_DATA"),
-                  Path(__file__).resolve().parents[3] / "shared" / "data"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
+GEOM_QM9_TEST = "geom_qm9/test_smiles_corrected.csv"
 
 
 def canonical_no_stereo(smiles: str) -> str | None:
@@ -61,10 +52,7 @@ def geom_qm9_test_smiles(data_dir: str | Path | None = None) -> list[str]:
     """The 1,000 GEOM-QM9 test SMILES (corrected column where present)."""
     import csv
 
-    root = shared_data_dir(str(data_dir) if data_dir else None)
-    if root is None:
-        raise FileNotFoundError("no data folder: pass --data-dir or set QD_DATA")
-    path = root / "geom_qm9" / "test_smiles_corrected.csv"
+    path = data_root(data_dir, required=GEOM_QM9_TEST) / GEOM_QM9_TEST
     with open(path, newline="") as fh:
         return [r.get("corrected_smiles") or r["smiles"] for r in csv.DictReader(fh)]
 
@@ -123,7 +111,8 @@ class ConformerTask(Task):
         train = np.random.RandomState(0).permutation(train)
         if self.config.task.limit:
             train = train[: self.config.task.limit]
-        val = np.random.RandomState(1).permutation(val)[: self.config.task.options.get("num_val", 512)]
+        num_val = self.config.task.options.get("num_val", 512)
+        val = np.random.RandomState(1).permutation(val)[:num_val]
         return ConformerDataset(qm9, train), ConformerDataset(qm9, val)
 
     def build_network(self) -> torch.nn.Module:

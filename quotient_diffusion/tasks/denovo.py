@@ -187,7 +187,8 @@ def qm9_reference_smiles(split: str = "train") -> list[str]:
     beside the QM9 cache (about a minute to build for the training split)."""
     import json
 
-    from ..data.qm9 import cache_dir, load_qm9
+    from ..data.paths import cache_dir
+    from ..data.qm9 import load_qm9
     from ..metrics.molecules import validity
 
     path = cache_dir() / f"qm9_{split}_table_smiles_v1.json"

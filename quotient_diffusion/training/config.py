@@ -78,7 +78,9 @@ class TrainConfig:
             names = {g.name for g in dataclasses.fields(klass)}
             bad = set(values) - names
             if bad:
-                raise ValueError(f"unknown key(s) in [{f.name}]: {sorted(bad)}; known: {sorted(names)}")
+                raise ValueError(
+                    f"unknown key(s) in [{f.name}]: {sorted(bad)}; known: {sorted(names)}"
+                )
             kwargs[f.name] = klass(**values)
         return cls(**kwargs)
 

@@ -136,7 +136,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     return final
 
 
-def load_trained_model(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModel, TrainConfig]:
+def load_trained_model(
+    path: str | Path, use_ema: bool = True
+) -> tuple[DiffusionModel, TrainConfig]:
     """Rebuild a model from a checkpoint written by :func:`train` (EMA weights by default)."""
     from ..tasks import get_task
 
