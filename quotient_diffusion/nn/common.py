@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .graph import build_graph
 
-__all__ = ["node_inputs", "resolve_edges"]
+__all__ = ["node_inputs", "resolve_edges", "FlatGraphNetwork"]
 
 
 def node_inputs(node_attr: torch.Tensor, batch: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -47,3 +48,37 @@ def resolve_edges(
             f"({edge_index.shape[1]}, {edge_features})"
         )
     return edge_index, edge_attr.to(pos.dtype)
+
+
+class FlatGraphNetwork(nn.Module):
+    """Base of the denoisers: input/output sizes and the message-graph options.
+
+    ``graph`` ('full', 'knn', 'radius'), ``k`` and ``cutoff`` choose the graph a network builds
+    for itself when the task passes no edges (:meth:`edges`).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        edge_features: int,
+        graph: str = "full",
+        k: int = 16,
+        cutoff: float = 5.0,
+    ):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.edge_features = edge_features
+        self.graph, self.k, self.cutoff = graph, k, cutoff
+
+    def edges(
+        self,
+        pos: torch.Tensor,
+        batch: torch.Tensor,
+        edge_index: torch.Tensor | None,
+        edge_attr: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The message graph and its features (:func:`resolve_edges` with this net's options)."""
+        return resolve_edges(pos, batch, edge_index, edge_attr, self.edge_features, self.graph,
+                             self.k, self.cutoff)

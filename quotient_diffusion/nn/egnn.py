@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as fn
 
 from ..scatter import scatter_sum
-from .common import node_inputs, resolve_edges
+from .common import FlatGraphNetwork, node_inputs
 
 __all__ = ["EGNN", "EGNNLayer"]
 
@@ -72,7 +72,7 @@ class EGNNLayer(nn.Module):
         return h, x
 
 
-class EGNN(nn.Module):
+class EGNN(FlatGraphNetwork):
     """EDM-style EGNN on flat batches; see the module docstring for the equations.
 
     Options: ``graph`` ('full', 'knn', 'radius'), ``k``, ``cutoff`` (own graph when no edges are
@@ -93,11 +93,7 @@ class EGNN(nn.Module):
         norm: float = 1.0,
         coords_range: float = 15.0,
     ):
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.edge_features = edge_features
-        self.graph, self.k, self.cutoff = graph, k, cutoff
+        super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.embed = nn.Linear(in_features + 1, hidden)
         edge_scalars = 2 + edge_features  # d^2 of the layer, d^2 of the input, e_ij
         self.layers = nn.ModuleList(
@@ -115,16 +111,7 @@ class EGNN(nn.Module):
         edge_attr: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
-        edge_index, edge_attr = resolve_edges(
-            pos,
-            batch,
-            edge_index,
-            edge_attr,
-            self.edge_features,
-            self.graph,
-            self.k,
-            self.cutoff,
-        )
+        edge_index, edge_attr = self.edges(pos, batch, edge_index, edge_attr)
         diff0 = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         edge_scalars = torch.cat([(diff0 * diff0).sum(-1, keepdim=True), edge_attr], -1)
         h = self.embed(node_inputs(node_attr, batch, t))

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as fn
 
 from ..scatter import scatter_sum
-from .common import node_inputs, resolve_edges
+from .common import FlatGraphNetwork, node_inputs
 
 __all__ = ["TensorProductNetwork", "Convolution"]
 
@@ -106,7 +106,7 @@ class Convolution(nn.Module):
         return h + out if self.residual else out
 
 
-class TensorProductNetwork(nn.Module):
+class TensorProductNetwork(FlatGraphNetwork):
     """e3nn network on flat batches; see the module docstring for the equations.
 
     Options: ``graph`` ('full', 'knn', 'radius'), ``k``, ``cutoff`` (own graph),
@@ -129,11 +129,7 @@ class TensorProductNetwork(nn.Module):
         lmax: int = 2,
         norm: float = 4.0,
     ):
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.edge_features = edge_features
-        self.graph, self.k, self.cutoff = graph, k, cutoff
+        super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.max_radius, self.num_basis = max_radius, num_basis
         self.embed = nn.Linear(in_features + 1, hidden)
         irreps_sh = o3.Irreps.spherical_harmonics(lmax)
@@ -172,16 +168,7 @@ class TensorProductNetwork(nn.Module):
         edge_attr: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
-        edge_index, edge_attr = resolve_edges(
-            pos,
-            batch,
-            edge_index,
-            edge_attr,
-            self.edge_features,
-            self.graph,
-            self.k,
-            self.cutoff,
-        )
+        edge_index, edge_attr = self.edges(pos, batch, edge_index, edge_attr)
         r = pos[edge_index[1]] - pos[edge_index[0]]
         d2 = (r * r).sum(-1, keepdim=True)
         d = (d2 + 1e-8).sqrt()

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..scatter import scatter_sum
-from .common import node_inputs, resolve_edges
+from .common import FlatGraphNetwork, node_inputs
 
 __all__ = ["AtomTransformer", "segment_softmax"]
 
@@ -69,7 +69,7 @@ class TransformerBlock(nn.Module):
         return a + self.mlp(self.norm_mlp(a))
 
 
-class AtomTransformer(nn.Module):
+class AtomTransformer(FlatGraphNetwork):
     """Transformer over the atoms of each molecule of a flat batch (module docstring).
 
     Options: ``heads`` (default 4), ``mlp_ratio`` (default 4), ``num_rbf`` (default 16),
@@ -91,11 +91,7 @@ class AtomTransformer(nn.Module):
         k: int = 16,
         cutoff: float = 5.0,
     ):
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.edge_features = edge_features
-        self.graph, self.k, self.cutoff = graph, k, cutoff
+        super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.heads, self.num_layers = heads, layers
         self.register_buffer("rbf_centres", torch.linspace(0.0, max_radius, num_rbf))
         self.rbf_width = max_radius / num_rbf
@@ -131,16 +127,7 @@ class AtomTransformer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
         n = pos.shape[0]
-        edge_index, edge_attr = resolve_edges(
-            pos,
-            batch,
-            edge_index,
-            edge_attr,
-            self.edge_features,
-            self.graph,
-            self.k,
-            self.cutoff,
-        )
+        edge_index, edge_attr = self.edges(pos, batch, edge_index, edge_attr)
         edge_index, edge_attr = self._attention_edges(edge_index, edge_attr, n)
         r = pos[edge_index[1]] - pos[edge_index[0]]
         d = ((r * r).sum(-1, keepdim=True) + 1e-8).sqrt()
