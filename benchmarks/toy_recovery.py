@@ -214,8 +214,8 @@ def markdown(exact: dict, learning: dict | None, args) -> str:
             "",
             f"Learning: {args.network} hidden {args.hidden} x 4 layers, batch {args.batch}, "
             f"Adam lr {args.lr}, {args.seeds} seeds; denoiser error = mean over validation "
-            "(x_t, t) of |D - D*|^2 against the exact minimiser D* of the treatment's own loss (horizontal "
-            "part for quotient); samples: ODE.",
+            "(x_t, t) of |D - D*|^2 against the exact minimiser D* of the treatment's own loss "
+            "(horizontal part for quotient); samples: ODE.",
             "",
             "| treatment | steps | denoiser error | W1 Rg | W1 log det K | W1 pairwise |",
             "|---|---|---|---|---|---|",
