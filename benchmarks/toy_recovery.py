@@ -137,7 +137,7 @@ def run_learning(args, target: TemplateMixture, interp) -> dict:
     group = SE3()
     budgets = sorted(args.budgets)
     results: dict[str, dict] = {}
-    for tname in ("conventional", "geodiff", "af3", "quotient"):
+    for tname in args.treatments:
         kind = {"conventional": "mean", "quotient": "mean"}.get(tname, tname)
         results[tname] = {str(bud): [] for bud in budgets}
         for seed in range(args.seeds):
@@ -260,6 +260,9 @@ def main() -> None:
         help="which question to run (each writes its own result files)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--treatments", nargs="+", help="treatments of the learning part",
+                   default=["conventional", "geodiff", "af3", "quotient"])
+    p.add_argument("--seeds", type=int, help="override the number of seeds")
     p.add_argument("--network", choices=["egnn", "transformer"], default="egnn",
                    help="network of the learning part (transformer: rotation augmentation)")
     args = p.parse_args()
@@ -267,7 +270,7 @@ def main() -> None:
     q = args.quick
     args.templates, args.points, args.shape_noise = 3, 6, 0.15
     args.num_samples = 300 if q else 500
-    args.seeds = 2 if q else 3
+    args.seeds = args.seeds or (2 if q else 3)
     args.steps = 30 if q else 40
     args.rotations = 128
     args.noise_scale = 1.0
