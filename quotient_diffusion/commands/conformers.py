@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from .sampler_options import add_sampler_arguments, sampler_from_arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,13 +27,8 @@ def register(sub) -> None:
     p.add_argument("-n", "--num-conformers", type=int, default=10)
     p.add_argument("-o", "--output", required=True, help="output SDF file")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model)")
-    p.add_argument("--steps", type=int, default=50, help="integration steps (default 50)")
-    p.add_argument("--method", choices=("ode", "sde"), default="ode")
-    p.add_argument("--noise-scale", type=float, default=1.0, help="SDE noise scale")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mmff", action="store_true", help="relax every conformer with MMFF94")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--progress", action="store_true", help="progress bar over sampling steps")
+    add_sampler_arguments(p, default_steps=50)
     p.set_defaults(func=run)
 
 
@@ -45,17 +42,13 @@ def _read_inputs(arg: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from ..chem.sdf import write_conformers_sdf
     from ..conformers import fix_stereo, generate, load_conformer_model, prepare, relax_mmff
-    from ..diffusion import SamplerConfig
 
     if args.num_conformers < 1:
         print("qdiff conformers: -n must be at least 1", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         lines = _read_inputs(args.input)
     except (OSError, UnicodeDecodeError) as err:
@@ -79,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"qdiff conformers: cannot load the model: {err}", file=sys.stderr)
         return 2
-    sampler = SamplerConfig(steps=args.steps, method=args.method, noise_scale=args.noise_scale,
-                            progress=args.progress)
+    sampler = sampler_from_arguments(args)
     t0 = time.perf_counter()
     generate(model, jobs, args.num_conformers, sampler, seed=args.seed)
     elapsed = time.perf_counter() - t0

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .sampler_options import add_sampler_arguments, sampler_from_arguments
+
 
 def register(kinds) -> None:
     p = kinds.add_parser(
@@ -24,35 +26,25 @@ def register(kinds) -> None:
     p.add_argument("-n", "--num-samples", type=int, default=10, help="chains per length")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
-    p.add_argument("--steps", type=int, default=100, help="integration steps (default 100)")
-    p.add_argument("--method", choices=("ode", "sde"), default="ode")
-    p.add_argument("--noise-scale", type=float, default=1.0, help="SDE noise scale")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16, help="chains sampled at once")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--progress", action="store_true", help="progress bar over sampling steps")
+    add_sampler_arguments(p, default_steps=100)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from ..diffusion import SamplerConfig
     from ..proteins import write_ca_pdb
     from ..proteins.generate import generate_backbones, load_backbone_model
 
     if args.num_samples < 1 or min(args.length) < 2 or max(args.length) > 1000:
         print("qdiff sample backbones: need -n >= 1 and 2 <= --length <= 1000", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         model = load_backbone_model(args.checkpoint)
     except (OSError, ValueError, KeyError) as err:
         print(f"qdiff sample backbones: cannot load the model: {err}", file=sys.stderr)
         return 1
-    sampler = SamplerConfig(steps=args.steps, method=args.method, noise_scale=args.noise_scale,
-                            progress=args.progress)
+    sampler = sampler_from_arguments(args)
     lengths = [n for n in args.length for _ in range(args.num_samples)]
     traces = generate_backbones(model, lengths, sampler, args.seed, args.batch_size)
     out = Path(args.output)

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from .sampler_options import add_sampler_arguments, sampler_from_arguments
+
 FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
 
 
@@ -35,13 +37,8 @@ def register(kinds) -> None:
     p.add_argument("-o", "--output", required=True, help="output file: .sdf, .xyz or .extxyz")
     p.add_argument("--num-atoms", type=int, help="atoms per molecule (default: drawn from the "
                    "training histogram)")
-    p.add_argument("--steps", type=int, default=50, help="integration steps (default 50)")
-    p.add_argument("--method", choices=("ode", "sde"), default="ode")
-    p.add_argument("--noise-scale", type=float, default=1.0, help="SDE noise scale")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256, help="molecules sampled at once")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--progress", action="store_true", help="progress bar over sampling steps")
+    add_sampler_arguments(p, default_steps=50)
     p.set_defaults(func=run)
 
 
@@ -84,9 +81,7 @@ def write_molecules(path: Path, molecules, props: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from ..diffusion import SamplerConfig
     from ..metrics.molecules import flatten, stability, uniqueness_novelty, validity
     from ..tasks.denovo import DenovoTask, draw_atom_counts, generate_molecules
     from ..training import load_trained_model
@@ -98,8 +93,6 @@ def run(args: argparse.Namespace) -> int:
     if args.num_molecules < 1 or (args.num_atoms is not None and args.num_atoms < 1):
         print("qdiff sample molecules: -n and --num-atoms must be at least 1", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         model, config = load_trained_model(args.checkpoint)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -114,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts = draw_atom_counts(DenovoTask(config).atom_count_histogram(), args.num_molecules,
                                   args.seed)
-    sampler = SamplerConfig(steps=args.steps, method=args.method, noise_scale=args.noise_scale,
-                            progress=args.progress)
+    sampler = sampler_from_arguments(args)
     t0 = time.perf_counter()
     molecules = generate_molecules(model, counts, sampler, args.seed, args.batch_size)
     elapsed = time.perf_counter() - t0
