@@ -285,9 +285,11 @@ def main() -> int:
     missing = sorted(set(keys) - set(results))
     if missing:
         print(f"not evaluated yet: {missing}")
-    json_path.write_text(json.dumps({"meta": meta, "results": results,
-                                     "summary": summarise(results)}, indent=1))
+    # the commands that evaluated each part (this invocation may only have collected them)
+    made_by = {k: json.loads(part_path(k).read_text())["meta"]["command"] for k in results}
     summary = summarise(results)
+    json_path.write_text(json.dumps({"meta": meta, "made_by": made_by, "results": results,
+                                     "summary": summary}, indent=1))
     table = markdown(summary, meta)
     (out / f"{name}.md").write_text(table)
     plot(results, out / f"{name}.png")
