@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
     p.add_argument("--out-dir", help="override run.out_dir")
     p.add_argument("--steps", type=int, help="override optim.steps")
+    p.add_argument("--hours", type=float, help="stop (checkpointed, resumable) after this much "
+                   "wall time; the schedule still spans optim.steps")
     p.add_argument("--data-dir", help="override task.data_dir (else QD_DATA)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         config.task.data_dir = args.data_dir
     try:
-        final = train(config, resume=args.resume, progress=not args.no_progress)
+        final = train(config, resume=args.resume, progress=not args.no_progress, hours=args.hours)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdiff train: {err}", file=sys.stderr)
         return 1

@@ -44,6 +44,12 @@ class Interpolant(ABC):
         a = a.clamp_min(self.a_min)
         return (da / a) * x - (da * b / a - db) * denoised
 
+    def velocity_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """(a' b / a - b')^2: |v - v_true|^2 = this * |D - x1|^2 (1/a^2 for the linear one)."""
+        a, b = self.coefficients(t)
+        da, db = self.derivatives(t)
+        return (da * b / a.clamp_min(self.a_min) - db) ** 2
+
     def score(self, x: torch.Tensor, denoised: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """s = -(x - b D) / a^2, the score of the marginal of x_t."""
         a, b = self.coefficients(t)

@@ -1,18 +1,29 @@
 r"""A diffusion model: network + interpolant + symmetry treatment, on flat graph batches.
 
 The network follows the calling convention of :mod:`quotient_diffusion.nn`:
-``net(pos, node_attr, batch, t, edge_index, edge_attr) -> (vec, feat)``. The denoiser is
-
-    D(x_t, t) = centre(x_t + vec),   D_h = feat  (prediction of the clean features),
-
-in units of ``coord_scale`` Angstrom (data are divided by it before noising). The network sees
+``net(pos, node_attr, batch, t, edge_index, edge_attr) -> (vec, feat)``. Coordinates are in
+units of ``coord_scale`` Angstrom (data are divided by it before noising). The network sees
 ``[node_attr, h_t]``: conditioning features (the molecular graph, residue indices) and, for de
 novo generation, the noisy diffused features h_t (``feature_dim`` of them, in
 ``batch.extras['features']``).
 
+Denoiser. With ``preconditioning`` (EDM's c_skip / c_out / c_in, Karras et al. 2022, written
+for x_t = a eps + b x1 with data standard deviation sigma per coordinate): let
+V(t) = a^2 + b^2 sigma^2 (the variance of x_t), then
+
+    D(x_t, t) = centre(c_skip x_t + c_out F(c_in x_t, t)),
+    c_skip = b sigma^2 / V,   c_out = a sigma / sqrt(V),   c_in = 1 / sqrt(V).
+
+(EDM's formulas with y = x_t / b and noise level a / b.) F's input has unit variance at every
+t, its target (x1 - c_skip x_t) / c_out too, and D -> x_t / b as a -> 0, so the network never
+has to learn the identity at low noise. The invariant features follow the same formulas with
+their own ``sigma_data_features``. Without preconditioning, D = centre(x_t + vec), D_h = feat.
+
 Training: t ~ U(t_min, 1) per molecule; per-molecule loss of the treatment, weighted by
-``weighting``: 'velocity' (1/a^2, clipped at ``max_weight``: the loss of the velocity field),
-'snr' (b^2/a^2: EDM's epsilon loss) or 'constant'.
+``weighting``: 'unit' (1 / c_out^2: the loss of F, which weighs every t equally; the default with
+preconditioning), 'velocity' ((a' b / a - b')^2: the loss of the velocity field), 'snr'
+(b^2 / a^2: EDM's epsilon loss) or 'constant'; 'velocity' and 'snr' are clipped at
+``max_weight``.
 """
 
 from __future__ import annotations
@@ -26,7 +37,9 @@ from .interpolants import Interpolant, LinearInterpolant
 from .samplers import SamplerConfig, prior_sample, sample
 from .treatments import Quotient, Treatment
 
-__all__ = ["DiffusionModel"]
+__all__ = ["DiffusionModel", "WEIGHTINGS"]
+
+WEIGHTINGS = ("unit", "velocity", "snr", "constant")
 
 
 class DiffusionModel(nn.Module):
@@ -42,10 +55,18 @@ class DiffusionModel(nn.Module):
         weighting: str = "velocity",
         max_weight: float = 100.0,
         t_min: float = 0.0,
+        preconditioning: bool = False,
+        sigma_data: float = 1.0,
+        sigma_data_features: float = 1.0,
     ):
         super().__init__()
-        if weighting not in ("velocity", "snr", "constant"):
-            raise ValueError(f"unknown weighting {weighting!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; choose one of {WEIGHTINGS}")
+        if weighting == "unit" and not preconditioning:
+            raise ValueError("weighting 'unit' is the loss of the preconditioned network F: "
+                             "it needs preconditioning")
+        if sigma_data <= 0 or sigma_data_features <= 0:
+            raise ValueError("sigma_data and sigma_data_features must be positive")
         self.network = network
         self.treatment = treatment if treatment is not None else Quotient()
         self.interpolant = interpolant if interpolant is not None else LinearInterpolant()
@@ -56,8 +77,19 @@ class DiffusionModel(nn.Module):
         self.weighting = weighting
         self.max_weight = max_weight
         self.t_min = t_min
+        self.preconditioning = preconditioning
+        self.sigma_data = sigma_data
+        self.sigma_data_features = sigma_data_features
 
     # ---------------------------------------------------------------- denoiser
+    def scalings(
+        self, t: torch.Tensor, sigma: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out, c_in) at times t for data of standard deviation ``sigma``."""
+        a, b = self.interpolant.coefficients(t)
+        var = a * a + b * b * sigma**2
+        return b * sigma**2 / var, a * sigma / var.sqrt(), var.rsqrt()
+
     def denoise(
         self,
         x: torch.Tensor,
@@ -66,45 +98,67 @@ class DiffusionModel(nn.Module):
         graph: GraphBatch,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(D, D_h) for noisy coordinates x (scaled units), noisy features h, times t (B,)."""
-        inputs = graph.node_attr if h is None else torch.cat([graph.node_attr, h], -1)
-        vec, feat = self.network(x, inputs, graph.batch, t, graph.edge_index, graph.edge_attr)
-        den = center(x + vec, graph.batch)
-        return den, (feat if self.feature_dim else None)
+        if not self.preconditioning:
+            inputs = graph.node_attr if h is None else torch.cat([graph.node_attr, h], -1)
+            vec, feat = self.network(x, inputs, graph.batch, t, graph.edge_index, graph.edge_attr)
+            return center(x + vec, graph.batch), (feat if self.feature_dim else None)
+        tn = t[graph.batch].unsqueeze(-1)
+        skip, out, scale_in = self.scalings(tn, self.sigma_data)
+        inputs = graph.node_attr
+        if h is not None:
+            skip_h, out_h, scale_in_h = self.scalings(tn, self.sigma_data_features)
+            inputs = torch.cat([inputs, scale_in_h * h], -1)
+        vec, feat = self.network(scale_in * x, inputs, graph.batch, t, graph.edge_index,
+                                 graph.edge_attr)
+        den = center(skip * x + out * vec, graph.batch)
+        return den, (skip_h * h + out_h * feat if h is not None else None)
 
-    def _weight(self, t: torch.Tensor) -> torch.Tensor:
-        a, b = self.interpolant.coefficients(t)
-        a2 = a.clamp_min(self.interpolant.a_min) ** 2
+    def loss_weight(self, t: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The per-molecule weight w(t) of the squared error of D (data std ``sigma``)."""
+        if self.weighting == "unit":
+            return self.scalings(t, sigma)[1].clamp_min(self.interpolant.a_min * sigma) ** -2
         if self.weighting == "velocity":
-            return (1.0 / a2).clamp_max(self.max_weight)
+            return self.interpolant.velocity_weight(t).clamp_max(self.max_weight)
         if self.weighting == "snr":
-            return (b * b / a2).clamp_max(self.max_weight)
+            a, b = self.interpolant.coefficients(t)
+            return (b * b / a.clamp_min(self.interpolant.a_min) ** 2).clamp_max(self.max_weight)
         return torch.ones_like(t)
 
     # ---------------------------------------------------------------- training
     def training_loss(
-        self, graph: GraphBatch, generator: torch.Generator | None = None
+        self,
+        graph: GraphBatch,
+        generator: torch.Generator | None = None,
+        t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """Mean over molecules of the treatment's loss (+ feature loss); returns (loss, logs)."""
+        """Mean over molecules of the treatment's loss (+ feature loss); returns (loss, logs).
+
+        ``t`` (B,) fixes the times (validation by noise level); by default t ~ U(t_min, 1).
+        The logs hold the weighted losses and ``coord_mse``, the unweighted mean squared
+        residual per coordinate in Angstrom^2, comparable across weightings.
+        """
         batch, nb = graph.batch, graph.num_graphs
         dtype = graph.pos.dtype
         x1 = center(graph.pos, batch) / self.coord_scale
         if self.augment_rotations:
             x1 = rotate(x1, random_rotations(nb, dtype, generator).to(dtype), batch)
-        t = self.t_min + (1 - self.t_min) * torch.rand(nb, dtype=dtype, generator=generator)
+        if t is None:
+            t = self.t_min + (1 - self.t_min) * torch.rand(nb, dtype=dtype, generator=generator)
         eps, eps_h = prior_sample(batch, self.feature_dim, dtype, generator)
         tn = t[batch].unsqueeze(-1)
         xt = self.interpolant.noisy(x1, eps, tn)
         h1 = graph.extras.get("features") if self.feature_dim else None
         ht = None if h1 is None else self.interpolant.noisy(h1, eps_h, tn)
         den, den_h = self.denoise(xt, ht, t, graph)
-        weight = self._weight(t)
-        coord = self.treatment.loss(den, x1, xt, batch, weight)
+        mse = self.treatment.loss(den, x1, xt, batch)
+        coord = mse * self.loss_weight(t, self.sigma_data)
         loss = coord.mean()
-        logs = {"coord_loss": float(coord.mean().detach())}
+        logs = {"coord_loss": float(coord.mean().detach()),
+                "coord_mse": float(mse.mean().detach()) * self.coord_scale**2}
         if h1 is not None:
             sq = torch.zeros(nb, dtype=dtype).index_add_(0, batch, ((den_h - h1) ** 2).sum(-1))
             counts = torch.bincount(batch, minlength=nb).to(dtype)
-            feat = weight * sq / (counts * self.feature_dim)
+            feat = self.loss_weight(t, self.sigma_data_features) * sq / (counts * self.feature_dim)
             loss = loss + self.feature_loss_weight * feat.mean()
             logs["feature_loss"] = float(feat.mean().detach())
         logs["loss"] = float(loss.detach())

@@ -1,13 +1,16 @@
-"""Pieces every network shares: the input checks, time as a node feature, the message graph."""
+r"""Pieces every network shares: the input checks, time as a node feature and as a per-layer
+Fourier embedding, the Gaussian radial basis, the message graph."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from .graph import build_graph
 
-__all__ = ["node_inputs", "resolve_edges", "FlatGraphNetwork"]
+__all__ = ["node_inputs", "gaussian_rbf", "LayerTimeEmbedding", "resolve_edges", "FlatGraphNetwork"]
 
 
 def node_inputs(node_attr: torch.Tensor, batch: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -15,6 +18,41 @@ def node_inputs(node_attr: torch.Tensor, batch: torch.Tensor, t: torch.Tensor) -
     if t.dim() != 1:
         raise ValueError(f"t must have shape (num_molecules,), got {tuple(t.shape)}")
     return torch.cat([node_attr, t.to(node_attr.dtype)[batch].unsqueeze(-1)], -1)
+
+
+def gaussian_rbf(d: torch.Tensor, centres: torch.Tensor, width: float) -> torch.Tensor:
+    r"""exp(-((d - mu_k) / w)^2) for the centres mu_k (K,) and width w; d (E, 1) -> (E, K)."""
+    return torch.exp(-(((d - centres) / width) ** 2))
+
+
+class LayerTimeEmbedding(nn.Module):
+    r"""Time as a learned vector for every layer, from Fourier features of t in [0, 1]:
+
+    phi(t) = [t, sin(2 pi f_k t), cos(2 pi f_k t)]_{k=1..K},  f_k geometric from 1/2 to 2^(K/2),
+    e(t) = MLP(phi(t)) (SiLU, width ``hidden``),  e_l(t) = W_l e(t)  for l = 1..L.
+
+    ``forward(t, batch)`` returns e_l(t) gathered per atom, shape (n, L, hidden); each layer adds
+    its slice to the node features. W_l starts at zero, so a fresh network ignores it.
+    """
+
+    def __init__(self, frequencies: int, hidden: int, layers: int):
+        super().__init__()
+        self.register_buffer(
+            "frequencies", 2.0 ** torch.linspace(-1.0, frequencies / 2.0, frequencies)
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * frequencies + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU()
+        )
+        self.per_layer = nn.Linear(hidden, layers * hidden)
+        nn.init.zeros_(self.per_layer.weight)
+        nn.init.zeros_(self.per_layer.bias)
+        self.layers, self.hidden = layers, hidden
+
+    def forward(self, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        angle = 2 * math.pi * t.unsqueeze(-1) * self.frequencies.to(t.dtype)
+        phi = torch.cat([t.unsqueeze(-1), angle.sin(), angle.cos()], -1)
+        e = self.per_layer(self.mlp(phi.to(self.per_layer.weight.dtype)))
+        return e.view(-1, self.layers, self.hidden)[batch]
 
 
 def resolve_edges(

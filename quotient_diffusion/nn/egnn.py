@@ -1,14 +1,17 @@
 r"""An E(n)-equivariant graph network in the style of EDM's dynamics (Hoogeboom et al., 2022).
 
 Node features h (invariant) and coordinates x (equivariant). Time is appended to the input
-features. Each of ``layers`` layers, on the message graph (source j -> target i):
+features and, with ``time_features`` K > 0, a Fourier embedding e_l(t) is added to h before
+every layer l (:class:`~.common.LayerTimeEmbedding`). Each of ``layers`` layers, on the message
+graph (source j -> target i):
 
     d_ij^2 = |x_i - x_j|^2
-    m_ij   = phi_e([h_i, h_j, d_ij^2, (d_ij^0)^2, e_ij])           (two-layer SiLU MLP)
+    m_ij   = phi_e([h_i, h_j, d_ij^2, RBF(d_ij), (d_ij^0)^2, e_ij])  (two-layer SiLU MLP)
     x_i   <- x_i + (r / Z) sum_j (x_i - x_j) / (d_ij + 1) * tanh(phi_x(m_ij))
     h_i   <- h_i + phi_h([h_i, (1/Z) sum_j m_ij])
 
-with d^0 the distances of the input, e_ij the task's edge features, Z = ``norm`` (a constant
+with d^0 the distances of the input, RBF a Gaussian radial basis of ``num_rbf`` functions on
+[0, ``max_radius``] (none when 0), e_ij the task's edge features, Z = ``norm`` (a constant
 normaliser, EDM's sum aggregation) and r = ``coords_range`` (EDM's tanh variant). The output is
 the displacement vec = x_L - x_0 (equivariant, translation invariant) and feat = W h_L
 (invariant).
@@ -25,7 +28,7 @@ from torch import nn
 from torch.nn import functional as fn
 
 from ..scatter import scatter_sum
-from .common import FlatGraphNetwork, node_inputs
+from .common import FlatGraphNetwork, LayerTimeEmbedding, gaussian_rbf, node_inputs
 
 __all__ = ["EGNN", "EGNNLayer"]
 
@@ -54,12 +57,17 @@ class EGNNLayer(nn.Module):
         x: torch.Tensor,
         edge_index: torch.Tensor,
         edge_scalars: torch.Tensor,
+        rbf: tuple[torch.Tensor, float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer; ``rbf`` = (centres, width) adds the radial basis of its distances."""
         source, target = edge_index
         n = h.shape[0]
         diff = x.index_select(0, target) - x.index_select(0, source)
         d2 = (diff * diff).sum(-1, keepdim=True)
-        s = torch.cat([d2, edge_scalars], -1)
+        s = [d2, edge_scalars]
+        if rbf is not None:
+            s.append(gaussian_rbf((d2 + 1e-8).sqrt(), *rbf))
+        s = torch.cat(s, -1)
         m = self.message_target(h).index_select(0, target)
         m = m + self.message_source(h).index_select(0, source)
         m = fn.silu(self.message_out(fn.silu(m + self.message_edge(s))))
@@ -77,7 +85,9 @@ class EGNN(FlatGraphNetwork):
 
     Options: ``graph`` ('full', 'knn', 'radius'), ``k``, ``cutoff`` (own graph when no edges are
     given), ``norm`` (aggregation normaliser Z, default 1 as in EDM's QM9 model),
-    ``coords_range`` (default 15).
+    ``coords_range`` (default 15), ``time_features`` (Fourier frequencies of the per-layer time
+    embedding, 0 = time only as an input feature), ``num_rbf`` and ``max_radius`` (radial basis
+    of the layer distances, 0 = squared distance only).
     """
 
     def __init__(
@@ -92,10 +102,18 @@ class EGNN(FlatGraphNetwork):
         cutoff: float = 5.0,
         norm: float = 1.0,
         coords_range: float = 15.0,
+        time_features: int = 8,
+        num_rbf: int = 16,
+        max_radius: float = 6.0,
     ):
         super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.embed = nn.Linear(in_features + 1, hidden)
-        edge_scalars = 2 + edge_features  # d^2 of the layer, d^2 of the input, e_ij
+        self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
+        # d^2 of the layer, d^2 of the input, e_ij, RBF(d) of the layer
+        edge_scalars = 2 + edge_features + num_rbf
+        rbf_centres = torch.linspace(0.0, max_radius, num_rbf)
+        self.register_buffer("rbf_centres", rbf_centres, persistent=False)
+        self.rbf_width = max_radius / max(num_rbf, 1)
         self.layers = nn.ModuleList(
             EGNNLayer(hidden, edge_scalars, norm, coords_range) for _ in range(layers)
         )
@@ -115,8 +133,12 @@ class EGNN(FlatGraphNetwork):
         diff0 = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         edge_scalars = torch.cat([(diff0 * diff0).sum(-1, keepdim=True), edge_attr], -1)
         h = self.embed(node_inputs(node_attr, batch, t))
+        time = self.time(t, batch) if self.time is not None else None
+        rbf = (self.rbf_centres, self.rbf_width) if self.rbf_centres.numel() else None
         x = pos
-        for layer in self.layers:
-            h, x = layer(h, x, edge_index, edge_scalars)
+        for i, layer in enumerate(self.layers):
+            if time is not None:
+                h = h + time[:, i]
+            h, x = layer(h, x, edge_index, edge_scalars, rbf)
         feat = self.readout(h) if self.readout is not None else None
         return x - pos, feat

@@ -2,9 +2,12 @@ r"""A plain transformer over atoms (not equivariant), meant to be trained with r
 augmentation, as Proteina does (``DiffusionModel(augment_rotations=True)``).
 
 Tokens: a_n = W [node_attr_n, t, x_n] (raw centred coordinates: no built-in symmetry). Each of
-``layers`` pre-norm blocks,
+``layers`` pre-norm blocks l,
 
-    a <- a + W_o Attn(LN(a)),    a <- a + MLP(LN(a)),
+    a <- a + e_l(t),    a <- a + W_o Attn(LN(a)),    a <- a + MLP(LN(a)),
+
+with e_l(t) the per-layer Fourier time embedding (:class:`~.common.LayerTimeEmbedding`; none
+when ``time_features`` = 0),
 
 with multi-head attention restricted to atoms of the same molecule:
 
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from ..scatter import scatter_sum
-from .common import FlatGraphNetwork, node_inputs
+from .common import FlatGraphNetwork, LayerTimeEmbedding, gaussian_rbf, node_inputs
 
 __all__ = ["AtomTransformer", "segment_softmax"]
 
@@ -73,7 +76,8 @@ class AtomTransformer(FlatGraphNetwork):
     """Transformer over the atoms of each molecule of a flat batch (module docstring).
 
     Options: ``heads`` (default 4), ``mlp_ratio`` (default 4), ``num_rbf`` (default 16),
-    ``max_radius`` (RBF range, default 10), ``graph``/``k``/``cutoff`` (own graph).
+    ``max_radius`` (RBF range, default 10), ``time_features`` (default 8),
+    ``graph``/``k``/``cutoff`` (own graph).
     """
 
     def __init__(
@@ -90,11 +94,13 @@ class AtomTransformer(FlatGraphNetwork):
         graph: str = "full",
         k: int = 16,
         cutoff: float = 5.0,
+        time_features: int = 8,
     ):
         super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.heads, self.num_layers = heads, layers
         self.register_buffer("rbf_centres", torch.linspace(0.0, max_radius, num_rbf))
         self.rbf_width = max_radius / num_rbf
+        self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
         self.embed = nn.Linear(in_features + 4, hidden)
         self.pair = nn.Sequential(
             nn.Linear(num_rbf + edge_features, hidden), nn.SiLU(), nn.Linear(hidden, layers * heads)
@@ -131,11 +137,14 @@ class AtomTransformer(FlatGraphNetwork):
         edge_index, edge_attr = self._attention_edges(edge_index, edge_attr, n)
         r = pos[edge_index[1]] - pos[edge_index[0]]
         d = ((r * r).sum(-1, keepdim=True) + 1e-8).sqrt()
-        rbf = torch.exp(-(((d - self.rbf_centres) / self.rbf_width) ** 2))
+        rbf = gaussian_rbf(d, self.rbf_centres, self.rbf_width)
         bias = self.pair(torch.cat([rbf, edge_attr], -1))
         bias = bias.view(-1, self.num_layers, self.heads)
         a = self.embed(torch.cat([node_inputs(node_attr, batch, t), pos], -1))
+        time = self.time(t, batch) if self.time is not None else None
         for i, block in enumerate(self.blocks):
+            if time is not None:
+                a = a + time[:, i]
             a = block(a, edge_index, bias[:, i])
         a = self.norm_out(a)
         feat = self.readout(a) if self.readout is not None else None

@@ -11,7 +11,10 @@ from ..data import Graph, collate
 from ..diffusion import DiffusionModel, get_interpolant, get_treatment
 from ..training.config import TrainConfig
 
-__all__ = ["Task"]
+__all__ = ["Task", "VALIDATION_TIMES"]
+
+#: noise levels at which the validation error is reported (t = 1: data)
+VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
 
 
 class Task(ABC):
@@ -38,6 +41,15 @@ class Task(ABC):
         """Angstrom per model unit (data are divided by it)."""
         return 1.0
 
+    def sigma_data(self) -> float:
+        """Standard deviation per coordinate of the centred data, in model units (the
+        preconditioning's sigma; ``model.sigma_data`` in the config overrides it)."""
+        return 1.0
+
+    def sigma_data_features(self) -> float:
+        """Root mean square of the diffused node features (their preconditioning's sigma)."""
+        return 1.0
+
     def build_model(self) -> DiffusionModel:
         m = self.config.model
         return DiffusionModel(
@@ -48,17 +60,33 @@ class Task(ABC):
             feature_dim=self.feature_dim(),
             augment_rotations=m.augment_rotations,
             weighting=m.weighting,
+            preconditioning=m.preconditioning,
+            sigma_data=m.sigma_data or self.sigma_data(),
+            sigma_data_features=self.sigma_data_features(),
         )
 
     @torch.no_grad()
     def validate(self, model: DiffusionModel, graphs: Sequence[Graph], seed: int = 0) -> dict:
-        """Default validation: the training loss on the validation graphs, fixed noise."""
-        gen = torch.Generator().manual_seed(seed)
+        """The training loss on the validation graphs (fixed noise), the unweighted mean squared
+        coordinate residual in Angstrom^2 at fixed noise levels (``val_mse_t<t>``), and the
+        task's :meth:`quality` metrics."""
         bs = self.config.optim.batch_size
-        total, count = 0.0, 0
-        for start in range(0, len(graphs), bs):
-            chunk = graphs[start : start + bs]
-            loss, _ = model.training_loss(collate(chunk), gen)
-            total += float(loss) * len(chunk)
-            count += len(chunk)
-        return {"val_loss": total / max(count, 1)}
+        chunks = [collate(graphs[s : s + bs]) for s in range(0, len(graphs), bs)]
+        sizes = [g.num_graphs for g in chunks]
+
+        def mean_over_chunks(key: str, t: float | None) -> float:
+            gen = torch.Generator().manual_seed(seed)
+            total = 0.0
+            for graph, n in zip(chunks, sizes):
+                times = None if t is None else torch.full((n,), t, dtype=graph.pos.dtype)
+                total += model.training_loss(graph, gen, times)[1][key] * n
+            return total / max(sum(sizes), 1)
+
+        result = {"val_loss": mean_over_chunks("loss", None)}
+        for t in VALIDATION_TIMES:
+            result[f"val_mse_t{t:.2f}"] = mean_over_chunks("coord_mse", t)
+        return {**result, **self.quality(model, graphs, seed)}
+
+    def quality(self, model: DiffusionModel, graphs: Sequence[Graph], seed: int = 0) -> dict:
+        """The task's quality metrics of a few samples (for learning curves); none by default."""
+        return {}

@@ -31,7 +31,9 @@ class ModelConfig:
     treatment: str = "quotient"
     interpolant: str = "linear"
     augment_rotations: bool = False
-    weighting: str = "velocity"
+    preconditioning: bool = True  # EDM's c_skip / c_out / c_in (diffusion/model.py)
+    weighting: str = "unit"  # 'unit' | 'velocity' | 'snr' | 'constant'
+    sigma_data: float | None = None  # data std per coordinate (model units); None: the task's
     network_options: dict = field(default_factory=dict)
 
 
@@ -43,6 +45,10 @@ class OptimConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     weight_decay: float = 0.0
+    warmup_steps: int = 100  # linear learning-rate warm-up
+    lr_schedule: str = "cosine"  # 'cosine' (to min_lr_ratio * lr at `steps`) or 'constant'
+    min_lr_ratio: float = 0.05
+    ema_warmup: bool = True  # EMA decay min(ema_decay, (1 + k) / (10 + k)) at step k
 
 
 @dataclass
@@ -52,6 +58,7 @@ class RunConfig:
     checkpoint_every: int = 200
     validate_every: int = 200
     log_every: int = 20
+    checkpoint_minutes: float = 5.0  # also checkpoint whenever this much wall time has passed
     threads: int | None = None
 
 

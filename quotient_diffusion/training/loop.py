@@ -1,20 +1,30 @@
 """The training loop: seeded, resumable, EMA, periodic validation, optional data parallelism.
 
-Every step draws its batch and its noise from generators seeded by (seed, step, rank), so a run
-resumed from a checkpoint continues exactly as the uninterrupted run would have. Launched by
+Every step draws its batch and its noise from generators seeded by (seed, step, rank), and the
+learning rate and EMA decay are functions of the step, so a run resumed from a checkpoint
+continues exactly as the uninterrupted run would have. A run is bounded by steps
+(``optim.steps``, which also sets the learning-rate schedule) and optionally by wall time
+(``hours``): it then stops with a checkpoint and is continued later with ``resume``. Launched by
 ``torchrun --nproc_per_node=K``, the loop joins the process group (gloo on CPU, NCCL on GPU),
 wraps the model in DistributedDataParallel and gives each rank its own batches; rank 0 alone
 writes checkpoints, logs and the progress bar.
 
 Files in ``run.out_dir``: ``config.json``, ``last.pt`` (atomic, every ``checkpoint_every``
-steps), ``final.pt`` and ``metrics.jsonl`` (one JSON object per log line).
+steps and every ``checkpoint_minutes``), ``final.pt`` (when ``optim.steps`` is reached),
+``metrics.jsonl`` (one JSON object per log line) and the learning curve ``curve.json`` /
+``curve.png`` (validation loss by noise level and the task's quality metrics). The checkpoint
+carries the run's ``history`` (one entry per session: steps, wall time, date) and its curve.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -25,11 +35,14 @@ from ..data import collate
 from ..diffusion import DiffusionModel
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .curve import write_curve
 from .ema import EMA
+from .schedule import learning_rate
 
-__all__ = ["train", "load_trained_model"]
+__all__ = ["train", "load_trained_model", "upgrade_config"]
 
-CHECKPOINT_VERSION = 1
+#: 2: preconditioning, Fourier time embedding and radial basis (1: none of them)
+CHECKPOINT_VERSION = 2
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -47,10 +60,57 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step * 997 + rank)
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train the task's model; returns the path of the final checkpoint."""
+@contextmanager
+def _stop_on_signal():
+    """A flag set by the first SIGINT / SIGTERM (a second SIGINT interrupts at once), so that
+    the loop stops between steps with a consistent checkpoint."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """True on every rank if it is true on any (ranks must stop at the same step)."""
+    if world == 1:
+        return flag
+    value = torch.tensor([float(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    hours: float | None = None,
+    until_step: int | None = None,
+) -> Path:
+    """Train the task's model; returns the path of the checkpoint written last (``final.pt``
+    when ``optim.steps`` were reached, else ``last.pt``).
+
+    ``hours`` (wall time) and ``until_step`` end this session early, with a checkpoint that
+    ``resume`` continues exactly; the learning-rate schedule always spans ``optim.steps``.
+    """
     from ..tasks import get_task
 
+    if hours is not None and hours <= 0:
+        raise ValueError(f"hours must be positive, got {hours}")
+    if until_step is not None and until_step < 1:
+        raise ValueError(f"until_step must be at least 1, got {until_step}")
+    end = config.optim.steps if until_step is None else min(until_step, config.optim.steps)
     rank, world = _init_distributed()
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
@@ -64,8 +124,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
-    ema = EMA(model, config.optim.ema_decay)
-    step = 0
+    ema = EMA(model, config.optim.ema_decay, config.optim.ema_warmup)
+    step, elapsed, history, curve = 0, 0.0, [], []
     last = out / "last.pt"
     if resume:
         if not last.exists():
@@ -75,19 +135,30 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optim"])
         step = state["step"]
+        elapsed = state.get("elapsed_s", 0.0)
+        history, curve = state.get("history", []), state.get("curve", [])
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    session = {"start_step": step, "end_step": step, "wall_s": 0.0,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "threads": torch.get_num_threads(), "world_size": world}
+    history = [*history, session]
+    t0 = time.perf_counter()
 
     def checkpoint(path: Path) -> None:
         if rank == 0:
+            session.update(end_step=step, wall_s=time.perf_counter() - t0)
             save_checkpoint(path, {
                 "version": CHECKPOINT_VERSION,
                 "config": config.to_dict(),
                 "step": step,
+                "elapsed_s": elapsed + session["wall_s"],
+                "history": history,
+                "curve": curve,
                 "model": model.state_dict(),
                 "ema": ema.state_dict(),
                 "optim": opt.state_dict(),
@@ -96,44 +167,83 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     log = open(out / "metrics.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=config.optim.steps, initial=step, disable=not progress or rank != 0,
                desc=f"train {config.task.name}/{config.model.treatment}")
-    t0 = time.perf_counter()
-    try:
-        while step < config.optim.steps:
-            gen = _step_generator(config.run.seed, step, rank)
-            idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen)
-            graph = collate([train_set[i] for i in idx.tolist()])
-            model.train()
-            loss, logs = net(graph, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            opt.step()
-            ema.update(model)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}")
-            record = None
-            if step % config.run.log_every == 0:
-                record = {"step": step, "time": time.perf_counter() - t0, **logs}
-            if val_set and (step % config.run.validate_every == 0 or step == config.optim.steps):
-                val = task.validate(ema.shadow, val_set)
-                record = {**(record or {"step": step, "time": time.perf_counter() - t0}), **val}
-            if record and log:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if step % config.run.checkpoint_every == 0:
-                checkpoint(last)
-    finally:
-        bar.close()
-        if log:
-            log.close()
+    deadline = None if hours is None else t0 + 3600.0 * hours
+    last_save = t0
+    with _stop_on_signal() as stop:
+        try:
+            while step < end:
+                gen = _step_generator(config.run.seed, step, rank)
+                idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen)
+                graph = collate([train_set[i] for i in idx.tolist()])
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(config.optim, step)
+                model.train()
+                loss, logs = net(graph, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                opt.step()
+                ema.update(model, step)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                now = time.perf_counter()
+                record = None
+                if step % config.run.log_every == 0:
+                    lr = opt.param_groups[0]["lr"]
+                    record = {"step": step, "time": now - t0, "lr": lr, **logs}
+                done = step == config.optim.steps
+                if val_set and (step % config.run.validate_every == 0 or done):
+                    val = task.validate(ema.shadow, val_set)
+                    hours_so_far = (elapsed + time.perf_counter() - t0) / 3600.0
+                    curve.append({"step": step, "hours": round(hours_so_far, 4), **val})
+                    record = {**(record or {"step": step, "time": now - t0}), **val}
+                    if rank == 0:
+                        write_curve(curve, out, f"{config.task.name}: {config.model.network} "
+                                    f"{config.model.hidden}/{config.model.layers}, "
+                                    f"{config.model.treatment}")
+                if record and log:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                out_of_time = deadline is not None and now >= deadline
+                halt = _agree(out_of_time or stop["stop"], world) or step == end
+                if (step % config.run.checkpoint_every == 0 or halt
+                        or now - last_save >= 60.0 * config.run.checkpoint_minutes):
+                    checkpoint(last)
+                    last_save = time.perf_counter()
+                if halt:
+                    break
+        finally:
+            bar.close()
+            if log:
+                log.close()
     checkpoint(last)
+    if step < config.optim.steps:
+        return last
     final = out / "final.pt"
     checkpoint(final)
     if world > 1:
         dist.barrier()
     return final
+
+
+def upgrade_config(config: dict, version: int) -> dict:
+    """The config of a checkpoint of an older ``version``, with the options that reproduce its
+    model under today's defaults (version 1: no preconditioning, time only as an input scalar,
+    no radial basis in the EGNN; 'velocity' loss weights)."""
+    if version >= CHECKPOINT_VERSION:
+        return config
+    model = dict(config.get("model", {}))
+    model.setdefault("preconditioning", False)
+    model.setdefault("weighting", "velocity")
+    options = dict(model.get("network_options", {}))
+    if model.get("network", "egnn") in ("egnn", "transformer"):
+        options.setdefault("time_features", 0)
+    if model.get("network", "egnn") == "egnn":
+        options.setdefault("num_rbf", 0)
+    model["network_options"] = options
+    return {**config, "model": model}
 
 
 def load_trained_model(
@@ -143,7 +253,7 @@ def load_trained_model(
     from ..tasks import get_task
 
     state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
+    config = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
     model = get_task(config).build_model()
     model.load_state_dict(state["ema"] if use_ema else state["model"])
     model.eval()
