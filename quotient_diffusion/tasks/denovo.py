@@ -23,7 +23,7 @@ training molecules of a fixed shuffle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +31,11 @@ import torch
 from ..data import Graph, collate
 from ..diffusion import DiffusionModel, SamplerConfig
 from ..metrics.molecules import ATOMIC_NUMBERS
+from ..output import atomic_write_text
 from .base import Task
 
-__all__ = ["DenovoTask", "MoleculeSet", "g2_molecules", "generate_molecules", "draw_atom_counts",
-           "qm9_molecules", "qm9_reference_smiles"]
+__all__ = ["DenovoTask", "MoleculeSet", "g2_molecules", "generate_molecules",
+           "sample_molecule_batches", "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles"]
 
 NUM_TYPES = len(ATOMIC_NUMBERS)
 _TYPE_OF_Z = np.full(100, -1)
@@ -81,6 +82,8 @@ class MoleculeSet(Sequence):
 
 class DenovoTask(Task):
     name = "denovo_qm9"
+    OPTIONS = {"source": str, "feature_scale": float, "charges": bool, "num_val": int,
+               "quality_molecules": int}
 
     @property
     def _options(self) -> dict:
@@ -134,6 +137,29 @@ class DenovoTask(Task):
     def feature_dim(self) -> int:
         return NUM_TYPES + int(bool(self._options.get("charges", False)))
 
+    def sigma_data(self) -> float:
+        from .conformers import QM9_SIGMA_DATA
+
+        return QM9_SIGMA_DATA
+
+    def sigma_data_features(self) -> float:
+        """RMS of the scaled one-hot types: each atom has one entry ``feature_scale`` among
+        NUM_TYPES (the optional charge channel is left out of the estimate)."""
+        return self._options.get("feature_scale", 0.25) / NUM_TYPES**0.5
+
+    @torch.no_grad()
+    def quality(self, model: DiffusionModel, graphs, seed: int = 0) -> dict:
+        """EDM's atom and molecule stability of ``quality_molecules`` samples (default 64;
+        ODE, 50 steps) with the atom counts of the first validation molecules."""
+        from ..metrics.molecules import flatten, stability
+
+        count = min(self._options.get("quality_molecules", 64), len(graphs))
+        sizes = [graphs[i].pos.shape[0] for i in range(count)]
+        molecules = generate_molecules(model, sizes, SamplerConfig(steps=50), seed)
+        stab = stability(*flatten(molecules))
+        return {"val_atom_stability": float(stab["atom_stable"].mean()),
+                "val_molecule_stability": float(stab["molecule_stable"].mean())}
+
     def build_network(self) -> torch.nn.Module:
         from ..nn import get_network
 
@@ -150,18 +176,18 @@ def draw_atom_counts(histogram: np.ndarray, num: int, seed: int = 0) -> np.ndarr
 
 
 @torch.no_grad()
-def generate_molecules(
+def sample_molecule_batches(
     model: DiffusionModel,
     counts: Sequence[int],
     sampler: SamplerConfig | None = None,
     seed: int = 0,
     batch_size: int = 256,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Sample one molecule per entry of ``counts`` (its number of atoms): list of
-    (Z (n,), positions (n, 3) Angstrom, centred). Batches of ``batch_size`` molecules."""
+) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """Sample one molecule per entry of ``counts`` (its number of atoms), ``batch_size`` at a
+    time from one seeded generator; yields each batch as soon as it is finished, as a list of
+    (Z (n,), positions (n, 3) Angstrom, centred)."""
     gen = torch.Generator().manual_seed(seed)
     model.eval()
-    out = []
     counts = [int(c) for c in counts]
     for start in range(0, len(counts), batch_size):
         sizes = counts[start : start + batch_size]
@@ -170,8 +196,19 @@ def generate_molecules(
         z = np.asarray(ATOMIC_NUMBERS)[h[:, :NUM_TYPES].argmax(-1).numpy()]
         x = x.double().numpy()
         bounds = np.cumsum([0] + sizes)
-        out.extend((z[a:b], x[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
-    return out
+        yield [(z[a:b], x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def generate_molecules(
+    model: DiffusionModel,
+    counts: Sequence[int],
+    sampler: SamplerConfig | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All the molecules of :func:`sample_molecule_batches` in one list."""
+    batches = sample_molecule_batches(model, counts, sampler, seed, batch_size)
+    return [molecule for batch in batches for molecule in batch]
 
 
 def qm9_molecules(qm9, entries: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -197,7 +234,5 @@ def qm9_reference_smiles(split: str = "train") -> list[str]:
     qm9 = load_qm9()
     smiles = validity(qm9_molecules(qm9, qm9.subset(split)))["smiles"]
     out = sorted({s for s in smiles if s is not None})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(out))
     return out
