@@ -44,7 +44,7 @@ from quotient_diffusion.metrics.proteins import (
 )
 from quotient_diffusion.proteins.generate import generate_backbones
 from quotient_diffusion.tasks import get_task
-from quotient_diffusion.training import TrainConfig, load_trained_model, train
+from quotient_diffusion.training import TrainConfig, export_weights, load_trained_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -83,13 +83,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.seeds, args.train_steps, args.sample_steps = [0], 30, 10
         args.novelty_reference, args.num_lengths = 5, 4
     return args
-
-
-def slim_checkpoint(src: Path, dst: Path) -> None:
-    """Keep what load_trained_model needs (config and EMA weights): a few hundred KB."""
-    state = torch.load(src, map_location="cpu", weights_only=False)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: state[k] for k in ("version", "config", "step", "ema")}, dst)
 
 
 def mean_std(rows: list[dict]) -> dict:
@@ -209,7 +202,7 @@ def main(argv=None) -> int:
                 final = train(config, progress=False)
                 train_time = time.perf_counter() - start
                 if args.export_checkpoint and seed == args.seeds[0] and name == "quotient":
-                    slim_checkpoint(final, Path(args.export_checkpoint))
+                    export_weights(final, args.export_checkpoint)
                 model, _ = load_trained_model(final)
                 for method in METHODS:
                     start = time.perf_counter()

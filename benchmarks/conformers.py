@@ -35,7 +35,7 @@ from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
 from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
-from quotient_diffusion.training import TrainConfig, load_trained_model, train
+from quotient_diffusion.training import TrainConfig, load_checkpoint, load_trained_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -76,7 +76,7 @@ def base_config(args, treatment: str, seed: int) -> TrainConfig:
 def train_run(cfg: TrainConfig) -> Path:
     out = Path(cfg.run.out_dir)
     final = out / "final.pt"
-    if final.exists() and torch.load(final, weights_only=False)["step"] >= cfg.optim.steps:
+    if final.exists() and load_checkpoint(final, ("step",))["step"] >= cfg.optim.steps:
         return final
     return train(cfg, resume=(out / "last.pt").exists(), progress=True)
 

@@ -27,6 +27,7 @@ import torch
 
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.metrics.molecules import evaluate
+from quotient_diffusion.output import atomic_write_text
 from quotient_diffusion.tasks.denovo import (
     DenovoTask,
     draw_atom_counts,
@@ -77,9 +78,7 @@ def sample_and_score(checkpoint: Path, counts, sampler: SamplerConfig, refs: dic
 
 
 def save(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def mean_sd(values: list[float]) -> str:

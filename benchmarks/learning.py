@@ -89,7 +89,9 @@ def make_config(args, variant: str, seed: int) -> TrainConfig:
         cfg.task.limit = args.limit
     if args.quick:
         cfg.optim.batch_size = 16
-        cfg.task.options = {**cfg.task.options, "num_val": 32, "quality_molecules": 16}
+        quick = ({"quality_chains": 2} if args.task == "backbones"  # it reads no num_val
+                 else {"num_val": 32, "quality_molecules": 16})
+        cfg.task.options = {**cfg.task.options, **quick}
     return cfg
 
 

@@ -91,4 +91,4 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert np.isfinite(np.concatenate([f.get_positions() for f in frames])).all()
     assert main(base + ["-o", str(tmp_path / "bad.pdb")]) == 2
     assert main(["sample", "molecules", "--checkpoint", str(tmp_path / "none.pt"), "-n", "2",
-                 "-o", str(sdf)]) == 1
+                 "-o", str(sdf)]) == 2

@@ -300,7 +300,7 @@ def test_sample_command_errors(tmp_path, capsys):
     assert main(["sample", "backbones", "--length", "1", "-o", str(tmp_path)]) == 2
     missing = tmp_path / "nothing.pt"
     assert main(["sample", "backbones", "--length", "20", "-o", str(tmp_path),
-                 "--checkpoint", str(missing)]) == 1
+                 "--checkpoint", str(missing)]) == 2
     assert "cannot load the model" in capsys.readouterr().err
 
 

@@ -120,7 +120,7 @@ def test_torch_scatter_and_native_paths_agree(tmp_path):
         path = str(tmp_path / f"{label}.pt")
         code = _SNIPPET.replace("PATH", repr(path))
         subprocess.run([sys.executable, "-c", code], env=env, check=True)
-        results[label] = torch.load(path)
+        results[label] = torch.load(path, map_location="cpu", weights_only=True)
     assert results["fast"]["fast"] and not results["native"]["fast"]
     torch.testing.assert_close(results["fast"]["out"], results["native"]["out"])
     torch.testing.assert_close(results["fast"]["grad"], results["native"]["grad"])

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..output import open_output
+
 __all__ = ["write_conformers_sdf", "mol_with_positions"]
 
 
@@ -25,23 +27,27 @@ def mol_with_positions(mol, pos: np.ndarray):
     return out
 
 
-def write_conformers_sdf(path: str | Path, records: Iterable[tuple]) -> None:
-    """Write ``(mol, positions, name, properties)`` records to one SDF file.
+def write_conformers_sdf(path: str | Path, records: Iterable[tuple]) -> int:
+    """Write ``(mol, positions, name, properties)`` records to one SDF file (``-``: stdout);
+    returns the number written.
 
-    The file is written to ``<path>.tmp`` and renamed, so an interrupted run never leaves a
-    truncated SDF behind.
+    The file is written through :func:`quotient_diffusion.output.open_output`: atomically for a
+    regular file, so an interrupted run never leaves a truncated SDF behind, and streamed to a
+    FIFO, a device or standard output.
     """
     from rdkit import Chem
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    writer = Chem.SDWriter(str(tmp))
-    for mol, pos, name, props in records:
-        m = mol_with_positions(mol, pos)
-        m.SetProp("_Name", str(name))
-        for key, value in props.items():
-            m.SetProp(key, str(value))
-        writer.write(m)
-    writer.close()
-    tmp.replace(path)
+    count = 0
+    with open_output(path, "w") as fh:
+        writer = Chem.SDWriter(fh)
+        try:
+            for mol, pos, name, props in records:
+                m = mol_with_positions(mol, pos)
+                m.SetProp("_Name", str(name))
+                for key, value in props.items():
+                    m.SetProp(key, str(value))
+                writer.write(m)
+                count += 1
+        finally:
+            writer.close()
+    return count

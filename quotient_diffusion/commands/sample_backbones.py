@@ -2,8 +2,10 @@
 
 Writes ``out/backbone_L{length}_{k}.pdb`` (k = 0..n-1): C-alpha ``ATOM`` records, glycine
 residues numbered from 1, chain A, readable by biotite, PyMOL, ChimeraX and Mol*. Several
-``--length`` values give n chains of each. Exit code: 0 done, 1 the model could not be loaded
-or sampling failed, 2 bad arguments.
+``--length`` values give n chains of each; each batch of chains is written as soon as it is
+sampled. Exit code: 0 done, 1 sampling failed (non-finite coordinates), 2 bad arguments, an
+unwritable output folder or a model that cannot be loaded, 130 interrupted (Ctrl-C: the chains
+finished so far are written).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import positive_int
 from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
 
@@ -23,38 +26,47 @@ def register(kinds) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--length", type=int, nargs="+", required=True, help="chain length(s)")
-    p.add_argument("-n", "--num-samples", type=int, default=10, help="chains per length")
+    p.add_argument("-n", "--num-samples", type=positive_int, default=10, help="chains per length")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
-    p.add_argument("--batch-size", type=int, default=16, help="chains sampled at once")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="chains sampled at once")
     add_sampler_arguments(p, default_steps=100)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import check_output
+
+    if min(args.length) < 2 or max(args.length) > 1000:
+        print("qdiff sample backbones: need 2 <= --length <= 1000", file=sys.stderr)
+        return 2
+    check_output(args.output, "dir")  # before the heavy imports: a bad path fails at once
 
     from ..proteins import write_ca_pdb
-    from ..proteins.generate import generate_backbones, load_backbone_model
+    from ..proteins.generate import load_backbone_model, sample_backbone_batches
 
-    if args.num_samples < 1 or min(args.length) < 2 or max(args.length) > 1000:
-        print("qdiff sample backbones: need -n >= 1 and 2 <= --length <= 1000", file=sys.stderr)
-        return 2
     try:
         model = load_backbone_model(args.checkpoint)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError) as err:
         print(f"qdiff sample backbones: cannot load the model: {err}", file=sys.stderr)
-        return 1
+        return 2
     sampler = sampler_from_arguments(args)
     lengths = [n for n in args.length for _ in range(args.num_samples)]
-    traces = generate_backbones(model, lengths, sampler, args.seed, args.batch_size)
     out = Path(args.output)
     counts: dict[int, int] = {}
+    written = 0
     try:
-        for trace in traces:
-            k = counts[len(trace)] = counts.get(len(trace), -1) + 1
-            write_ca_pdb(out / f"backbone_L{len(trace)}_{k}.pdb", trace)
+        for batch in sample_backbone_batches(model, lengths, sampler, args.seed, args.batch_size):
+            for trace in batch:
+                k = counts[len(trace)] = counts.get(len(trace), -1) + 1
+                write_ca_pdb(out / f"backbone_L{len(trace)}_{k}.pdb", trace)
+                written += 1
     except ValueError as err:  # non-finite or out-of-range coordinates
         print(f"qdiff sample backbones: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {len(traces)} backbones to {out}/")
+    except KeyboardInterrupt:
+        print(f"interrupted: wrote {written} of {len(lengths)} backbones to {out}/",
+              file=sys.stderr)
+        return 130
+    print(f"wrote {written} backbones to {out}/")
     return 0

@@ -2,15 +2,17 @@
 
 The number of atoms of each molecule is drawn from the training set's histogram (or fixed with
 ``--num-atoms``); atom types and coordinates are sampled jointly by a model trained with the
-``denovo_qm9`` task. The format follows the extension of ``-o``:
+``denovo_qm9`` task. The format follows the extension of ``-o`` (or ``--format``; ``-o -``
+writes SDF to stdout):
 
 * ``.sdf``: bonds perceived from the geometry with EDM's bond-length table (the metric's); a
   molecule whose bonds fail RDKit sanitisation is written with its atoms only. Each record
   carries ``stable`` (EDM molecule stability), ``valid`` and ``smiles`` (largest fragment);
 * ``.xyz`` / ``.extxyz``: extended XYZ (ASE), the same properties in each frame's comment line.
 
-A summary (stability, validity, uniqueness) goes to stdout. Exit code: 0 done, 1 the model could
-not be loaded, 2 bad arguments.
+A summary (stability, validity, uniqueness) goes to stdout (to stderr with ``-o -``). Exit code:
+0 done, 2 bad arguments, an unwritable output or a model that cannot be loaded, 130 interrupted
+(Ctrl-C: the molecules of the batches finished so far are written).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from .arguments import positive_int
 from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
 FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
+STDOUT = "-"
 
 
 def register(kinds) -> None:
@@ -33,11 +37,14 @@ def register(kinds) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint of a denovo_qm9 training run")
-    p.add_argument("-n", "--num-molecules", type=int, default=100)
-    p.add_argument("-o", "--output", required=True, help="output file: .sdf, .xyz or .extxyz")
-    p.add_argument("--num-atoms", type=int, help="atoms per molecule (default: drawn from the "
-                   "training histogram)")
-    p.add_argument("--batch-size", type=int, default=256, help="molecules sampled at once")
+    p.add_argument("-n", "--num-molecules", type=positive_int, default=100)
+    p.add_argument("-o", "--output", required=True,
+                   help="output file: .sdf, .xyz or .extxyz; - for stdout")
+    p.add_argument("--format", choices=sorted(set(FORMATS.values())),
+                   help="output format (default: from the extension of -o; sdf for stdout)")
+    p.add_argument("--num-atoms", type=positive_int,
+                   help="atoms per molecule (default: drawn from the training histogram)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="molecules sampled at once")
     add_sampler_arguments(p, default_steps=50)
     p.set_defaults(func=run)
 
@@ -55,53 +62,76 @@ def _rdkit_record(z, pos, props: dict):
     return mol
 
 
-def write_molecules(path: Path, molecules, props: list[dict]) -> None:
-    """Write (Z, positions) molecules to SDF or extended XYZ (by extension), atomically."""
-    fmt = FORMATS[path.suffix.lower()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "sdf":
-        from rdkit import Chem
+def write_molecules(path: str | Path, molecules, props: list[dict], fmt: str) -> None:
+    """Write (Z, positions) molecules as ``fmt`` ('sdf' or 'xyz', extended XYZ) through
+    :func:`~quotient_diffusion.output.open_output` (atomic; ``-``: stdout)."""
+    from ..output import open_output
 
-        writer = Chem.SDWriter(str(tmp))
-        for k, ((z, pos), p) in enumerate(zip(molecules, props)):
-            mol = _rdkit_record(z, pos, p)
-            mol.SetProp("_Name", f"sample_{k}")
-            writer.write(mol)
-        writer.close()
-    else:
-        from ase import Atoms
-        from ase.io import write
+    with open_output(path, "w") as fh:
+        if fmt == "sdf":
+            from rdkit import Chem
 
-        frames = [Atoms(numbers=z, positions=pos, info=dict(p)) for (z, pos), p in
-                  zip(molecules, props)]
-        write(str(tmp), frames, format="extxyz")
-    tmp.replace(path)
+            writer = Chem.SDWriter(fh)
+            for k, ((z, pos), p) in enumerate(zip(molecules, props)):
+                mol = _rdkit_record(z, pos, p)
+                mol.SetProp("_Name", f"sample_{k}")
+                writer.write(mol)
+            writer.close()
+        else:
+            from ase import Atoms
+            from ase.io import write
+
+            frames = [Atoms(numbers=z, positions=pos, info=dict(p)) for (z, pos), p in
+                      zip(molecules, props)]
+            write(fh, frames, format="extxyz")
+
+
+def _scored(molecules, args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
+    """Per-molecule properties (stable, valid, smiles, seed, sampler), stability, validity."""
+    from ..metrics.molecules import flatten, stability, validity
+
+    stab = stability(*flatten(molecules))
+    val = validity(molecules)
+    props = [{"stable": int(s), "valid": int(smi is not None), "smiles": smi or "",
+              "seed": args.seed, "sampler": f"{args.method}-{args.steps}"}
+             for s, smi in zip(stab["molecule_stable"], val["smiles"])]
+    return props, stab, val
+
+
+def _output_format(args: argparse.Namespace) -> str | None:
+    """The format asked for (None: the extension of -o names none)."""
+    if args.format:
+        return args.format
+    if args.output == STDOUT:
+        return "sdf"
+    return FORMATS.get(Path(args.output).suffix.lower())
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import check_output
+
+    fmt = _output_format(args)
+    if fmt is None:
+        print("qdiff sample molecules: -o must end in .sdf, .xyz or .extxyz (or give --format)",
+              file=sys.stderr)
+        return 2
+    check_output(args.output)  # before the heavy imports: a bad path fails at once
+
     import numpy as np
 
-    from ..metrics.molecules import flatten, stability, uniqueness_novelty, validity
-    from ..tasks.denovo import DenovoTask, draw_atom_counts, generate_molecules
+    from ..metrics.molecules import uniqueness_novelty
+    from ..tasks.denovo import DenovoTask, draw_atom_counts, sample_molecule_batches
     from ..training import load_trained_model
 
-    out = Path(args.output)
-    if out.suffix.lower() not in FORMATS:
-        print("qdiff sample molecules: -o must end in .sdf, .xyz or .extxyz", file=sys.stderr)
-        return 2
-    if args.num_molecules < 1 or (args.num_atoms is not None and args.num_atoms < 1):
-        print("qdiff sample molecules: -n and --num-atoms must be at least 1", file=sys.stderr)
-        return 2
     try:
         model, config = load_trained_model(args.checkpoint)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError) as err:
         print(f"qdiff sample molecules: cannot load the model: {err}", file=sys.stderr)
-        return 1
+        return 2
     if config.task.name != DenovoTask.name:
-        print(f"qdiff sample molecules: {args.checkpoint} was trained for task "
-              f"{config.task.name!r}, not {DenovoTask.name!r}", file=sys.stderr)
-        return 1
+        print(f"qdiff sample molecules: cannot load the model: {args.checkpoint} was trained "
+              f"for task {config.task.name!r}, not {DenovoTask.name!r}", file=sys.stderr)
+        return 2
     if args.num_atoms is not None:
         counts = np.full(args.num_molecules, args.num_atoms)
     else:
@@ -109,17 +139,26 @@ def run(args: argparse.Namespace) -> int:
                                   args.seed)
     sampler = sampler_from_arguments(args)
     t0 = time.perf_counter()
-    molecules = generate_molecules(model, counts, sampler, args.seed, args.batch_size)
+    molecules, interrupted = [], False
+    try:
+        for batch in sample_molecule_batches(model, counts, sampler, args.seed, args.batch_size):
+            molecules.extend(batch)
+    except KeyboardInterrupt:
+        interrupted = True
     elapsed = time.perf_counter() - t0
-    stab = stability(*flatten(molecules))
-    val = validity(molecules)
-    props = [{"stable": int(s), "valid": int(smi is not None), "smiles": smi or "",
-              "seed": args.seed, "sampler": f"{args.method}-{args.steps}"}
-             for s, smi in zip(stab["molecule_stable"], val["smiles"])]
-    write_molecules(out, molecules, props)
+    if interrupted:
+        if molecules:
+            write_molecules(args.output, molecules, _scored(molecules, args)[0], fmt)
+        print(f"interrupted: wrote {len(molecules)} of {len(counts)} molecules to "
+              f"{args.output}", file=sys.stderr)
+        return 130
+    props, stab, val = _scored(molecules, args)
+    write_molecules(args.output, molecules, props, fmt)
     uniq = uniqueness_novelty(val["smiles"])
-    print(f"wrote {len(molecules)} molecules to {out} ({1000 * elapsed / len(molecules):.1f} ms "
-          f"per molecule); atom stability {stab['atom_stable'].mean():.3f}, molecule stability "
+    print(f"wrote {len(molecules)} molecules to {args.output} "
+          f"({1000 * elapsed / len(molecules):.1f} ms per molecule); atom stability "
+          f"{stab['atom_stable'].mean():.3f}, molecule stability "
           f"{stab['molecule_stable'].mean():.3f}, validity {val['validity']:.3f}, "
-          f"uniqueness {uniq['uniqueness']:.3f}")
+          f"uniqueness {uniq['uniqueness']:.3f}",
+          file=sys.stderr if args.output == STDOUT else sys.stdout)
     return 0

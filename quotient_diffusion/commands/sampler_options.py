@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import non_negative_float, positive_int, seed
+
 
 def add_sampler_arguments(parser: argparse.ArgumentParser, default_steps: int) -> None:
     """--steps, --method, --noise-scale, --seed, --threads and --progress."""
-    parser.add_argument("--steps", type=int, default=default_steps,
+    parser.add_argument("--steps", type=positive_int, default=default_steps,
                         help=f"integration steps (default {default_steps})")
     parser.add_argument("--method", choices=("ode", "sde"), default="ode")
-    parser.add_argument("--noise-scale", type=float, default=1.0, help="SDE noise scale")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--noise-scale", type=non_negative_float, default=1.0,
+                        help="SDE noise scale (>= 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed in [0, 2**63 - 1]")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true",
                         help="progress bar over sampling steps")
 

@@ -1,9 +1,17 @@
-"""``qdiff train --config run.json [--resume]``: train any task's model from a JSON config."""
+"""``qdiff train --config run.json [--resume]``: train any task's model from a JSON config.
+
+Exit codes: 0 trained; 1 training failed; 2 a bad config, output folder or checkpoint (also
+``--resume`` with no checkpoint, or with a config whose model differs from the checkpoint's);
+130 stopped by Ctrl-C, with a resumable ``last.pt``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from .arguments import positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -16,9 +24,9 @@ def register(sub) -> None:
     p.add_argument("--config", required=True, help="JSON config (see configs/ for examples)")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
     p.add_argument("--out-dir", help="override run.out_dir")
-    p.add_argument("--steps", type=int, help="override optim.steps")
-    p.add_argument("--hours", type=float, help="stop (checkpointed, resumable) after this much "
-                   "wall time; the schedule still spans optim.steps")
+    p.add_argument("--steps", type=positive_int, help="override optim.steps")
+    p.add_argument("--hours", type=positive_float, help="stop (checkpointed, resumable) after "
+                   "this much wall time; the schedule still spans optim.steps")
     p.add_argument("--data-dir", help="override task.data_dir (else QD_DATA)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -32,12 +40,27 @@ def register(sub) -> None:
     e.set_defaults(func=export)
 
 
+def _check_resume(config, out_dir: Path) -> str | None:
+    """Why ``--resume`` cannot continue ``out_dir/last.pt`` with ``config`` (None: it can)."""
+    from ..training import TrainConfig, load_checkpoint
+    from ..training.loop import upgrade_config
+    from ..training.validation import model_differences
+
+    state = load_checkpoint(out_dir / "last.pt", ("config", "step"))
+    saved = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    differences = model_differences(saved, config)
+    if differences:
+        return "the config's model differs from the checkpoint's: " + "; ".join(differences)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..training import TrainConfig, train
+    from ..output import check_output
+    from ..training import CheckpointError, ConfigError, TrainConfig, load_checkpoint, train
 
     try:
         config = TrainConfig.load(args.config)
-    except (OSError, ValueError, TypeError) as err:
+    except ConfigError as err:
         print(f"qdiff train: bad config {args.config}: {err}", file=sys.stderr)
         return 2
     if args.out_dir:
@@ -46,22 +69,39 @@ def run(args: argparse.Namespace) -> int:
         config.optim.steps = args.steps
     if args.data_dir:
         config.task.data_dir = args.data_dir
+    out_dir = Path(config.run.out_dir)
+    check_output(out_dir, "dir")
+    if args.resume:
+        try:
+            problem = _check_resume(config, out_dir)
+        except (CheckpointError, ConfigError) as err:
+            problem = f"cannot load the model: {err}"
+        if problem:
+            print(f"qdiff train: --resume: {problem}", file=sys.stderr)
+            return 2
     try:
         final = train(config, resume=args.resume, progress=not args.no_progress, hours=args.hours)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdiff train: {err}", file=sys.stderr)
         return 1
+    if final.name == "last.pt" and args.hours is None:  # stopped early by a signal
+        step = load_checkpoint(final, ("step",))["step"]
+        print(f"interrupted: checkpoint {final} at step {step} of {config.optim.steps}; "
+              "continue with --resume", file=sys.stderr)
+        return 130
     print(f"final checkpoint: {final}")
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
-    from ..training import export_weights
+    from ..output import check_output
+    from ..training import CheckpointError, export_weights
 
+    check_output(args.output)
     try:
         export_weights(args.checkpoint, args.output)
-    except (OSError, KeyError) as err:
-        print(f"qdiff export: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output}")
+    except CheckpointError as err:
+        print(f"qdiff export: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}", file=sys.stderr if args.output == "-" else sys.stdout)
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..output import open_output
 from . import paths
 
 __all__ = [
@@ -279,8 +279,6 @@ def load_protein_splits(
         drop_duplicates(train), drop_duplicates(val), drop_duplicates(test),
         read_ts50(root / TS50_FILE),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **_pack(splits))
-    os.replace(tmp, path)
+    with open_output(path, "wb") as fh:
+        np.savez_compressed(fh, **_pack(splits))
     return splits

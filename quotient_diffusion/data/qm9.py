@@ -14,7 +14,9 @@ Recipe (docs/data.md says the same):
 3. Split: EDM/Cormorant's, rebuilt exactly: ``included = sorted(Index - 1)``,
    ``np.random.seed(0)``, ``permutation``, cut at 100,000 / 117,748.
 4. Cache: one ``.pt`` file of concatenated arrays (atoms in SMILES order) under
-   ``$QD_CACHE`` (default ``~/.cache/quotient_diffusion``); a second load takes seconds.
+   ``$QD_CACHE`` (default ``~/.cache/quotient_diffusion``); a second load takes seconds. It
+   holds tensors and plain data only (read with ``weights_only=True``); a damaged cache is
+   rebuilt.
 
 The molecule ``i`` is rebuilt from its cached SMILES with ``AddHs(MolFromSmiles(s))``, whose atom
 order is deterministic and equals the cached coordinate order.
@@ -24,21 +26,22 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..output import open_output
+from ..training.checkpoint import CheckpointError, load_checkpoint
 from .paths import cache_dir
 
 __all__ = ["QM9", "load_qm9", "qm9_csv_paths", "ELEMENTS", "parse_qm9_row"]
 
 #: QM9's elements, in the order of every one-hot encoding in the package
 ELEMENTS = ("H", "C", "N", "O", "F")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: tensors and plain data only (1: pickled numpy arrays)
 SPLIT_NAMES = ("train", "valid", "test")
 _NUMBER = re.compile(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?")
 _SYMBOL = re.compile(r"'([A-Za-z]+)'")
@@ -216,14 +219,25 @@ def _build(limit: int | None = None, progress: bool = True) -> QM9:
     )
 
 
+def _to_plain(data: QM9) -> dict:
+    """The fields of ``data`` as tensors and plain Python data (safe to load)."""
+    return {f.name: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray)
+            else v for f in fields(QM9) for v in [getattr(data, f.name)]}
+
+
+def _from_plain(state: dict) -> QM9:
+    return QM9(**{k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()})
+
+
 def load_qm9(refresh: bool = False, progress: bool = True) -> QM9:
     """The processed QM9 set, built once (about a minute) and then read from the cache."""
     path = cache_dir() / f"qm9_v{CACHE_VERSION}.pt"
     if path.exists() and not refresh:
-        state = torch.load(path, weights_only=False)
-        return QM9(**state)
+        try:
+            return _from_plain(load_checkpoint(path, [f.name for f in fields(QM9)]))
+        except CheckpointError:
+            pass  # a damaged cache: build it again
     data = _build(progress=progress)
-    tmp = path.with_suffix(".tmp")
-    torch.save(data.__dict__, tmp)
-    os.replace(tmp, path)
+    with open_output(path, "wb") as fh:
+        torch.save(_to_plain(data), fh)
     return data

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..output import open_output
+
 __all__ = ["ca_atom_array", "write_ca_pdb", "read_ca_pdb"]
 
 # the PDB format's fixed-width coordinate field (%8.3f) holds -999.999 .. 9999.999
@@ -42,8 +44,9 @@ def ca_atom_array(ca: np.ndarray, sequence: str | None = None, chain_id: str = "
 
 
 def write_ca_pdb(path: str | Path, ca: np.ndarray, sequence: str | None = None) -> Path:
-    """Write a C-alpha trace to ``path``; raises ValueError for non-finite or out-of-range
-    coordinates (which the fixed-width format cannot hold)."""
+    """Write a C-alpha trace to ``path`` (through :func:`quotient_diffusion.output.open_output`:
+    atomically; ``-``: stdout); raises ValueError for non-finite or out-of-range coordinates
+    (which the fixed-width format cannot hold)."""
     from biotite.structure.io.pdb import PDBFile
 
     ca = np.asarray(ca, dtype=np.float64)
@@ -53,10 +56,9 @@ def write_ca_pdb(path: str | Path, ca: np.ndarray, sequence: str | None = None) 
         raise ValueError("coordinates outside the PDB format's range (-999.999, 9999.999)")
     pdb = PDBFile()
     pdb.set_structure(ca_atom_array(ca, sequence))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pdb.write(str(path))
-    return path
+    with open_output(path, "w") as fh:
+        pdb.write(fh)
+    return Path(path)
 
 
 def read_ca_pdb(path: str | Path) -> np.ndarray:

@@ -12,7 +12,7 @@ from .metrics import pair_diversity, reconstruction_chamfer, synthetic_scores
 from .padding import from_padded, sizes_to_batch, slot_index, to_padded
 from .setmnist import load_setmnist
 from .synthetic import SyntheticConfig, constraint_violations, generate_synthetic
-from .training import load_set_model, save_set_checkpoint, train_set_vae
+from .training import load_set_model, train_set_vae
 from .vae import SetVAE, SetVAEConfig
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "constraint_violations",
     "generate_synthetic",
     "load_set_model",
-    "save_set_checkpoint",
     "train_set_vae",
     "SetVAE",
     "SetVAEConfig",

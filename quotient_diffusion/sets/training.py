@@ -3,46 +3,41 @@
 The batch of step ``t`` is drawn by a generator seeded with ``(seed, t)``, and the model's noise
 (reparameterisation, i.i.d. creation) by another, so a run resumed from ``last.pt`` continues as
 the uninterrupted run would. A checkpoint holds the model config, the weights, the optimiser
-state, the step and a description of the data; it is written to ``<name>.tmp`` and renamed.
+state, the step and a description of the data; it is written and read by
+:mod:`quotient_diffusion.training.checkpoint` (atomic writes, safe loads). Interrupted by
+Ctrl-C, training writes ``last.pt`` at the last finished step before re-raising.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import SetDataset
 from .vae import SetVAE, SetVAEConfig
 
-__all__ = ["train_set_vae", "save_set_checkpoint", "load_set_model"]
+__all__ = ["train_set_vae", "load_set_model", "CHECKPOINT_KEYS"]
+
+#: entries every set checkpoint holds
+CHECKPOINT_KEYS = ("model_config", "model", "optimizer", "step")
 
 
 def _generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step * 8 + stream)
 
 
-def save_set_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def load_set_model(path: str | Path) -> tuple[SetVAE, dict]:
     """The trained model of a checkpoint (in eval mode) and the checkpoint itself."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = SetVAE(SetVAEConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    state = load_checkpoint(path, CHECKPOINT_KEYS)
+    try:
+        model = SetVAE(SetVAEConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} does not hold a set model ({first})") from None
     return model.eval(), state
 
 
@@ -61,21 +56,22 @@ def train_set_vae(
 ) -> list[dict[str, float]]:
     """Adam on the VAE loss for ``steps`` steps; returns the per-step loss terms.
 
-    With ``out_dir``: ``last.pt`` every ``checkpoint_every`` steps and at the end; ``resume``
-    continues from it. ``extra`` is stored in the checkpoint (a description of the data).
+    With ``out_dir``: ``last.pt`` every ``checkpoint_every`` steps, at the end and on Ctrl-C;
+    ``resume`` continues from it (a :class:`CheckpointError` if there is none). ``extra`` is
+    stored in the checkpoint (a description of the data).
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     start = 0
     last = Path(out_dir) / "last.pt" if out_dir is not None else None
-    if resume and last is not None and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+    if resume and last is not None:
+        state = load_checkpoint(last, CHECKPOINT_KEYS)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
 
     def save(step: int) -> None:
         if last is not None:
-            save_set_checkpoint(
+            save_checkpoint(
                 last,
                 {
                     "model_config": model.config.to_dict(),
@@ -90,18 +86,26 @@ def train_set_vae(
     history: list[dict[str, float]] = []
     model.train()
     bar = tqdm(range(start, steps), disable=not progress, desc="sets", initial=start, total=steps)
-    for step in bar:
-        index = torch.randint(len(data), (batch_size,), generator=_generator(seed, step, 0))
-        terms = model.loss(data.batch(index), generator=_generator(seed, step, 1))
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        history.append({k: float(v.detach()) for k, v in terms.items()})
-        if progress:
-            bar.set_postfix(recon=f"{history[-1]['recon']:.4f}")
-        if (step + 1) % checkpoint_every == 0:
-            save(step + 1)
+    done = start
+    try:
+        for step in bar:
+            index = torch.randint(len(data), (batch_size,), generator=_generator(seed, step, 0))
+            terms = model.loss(data.batch(index), generator=_generator(seed, step, 1))
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            done = step + 1
+            history.append({k: float(v.detach()) for k, v in terms.items()})
+            if progress:
+                bar.set_postfix(recon=f"{history[-1]['recon']:.4f}")
+            if done % checkpoint_every == 0:
+                save(done)
+    except KeyboardInterrupt:
+        save(done)
+        raise
+    finally:
+        bar.close()
     save(steps)
     model.eval()
     return history

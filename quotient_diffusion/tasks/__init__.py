@@ -6,7 +6,7 @@ import importlib
 
 from .base import Task
 
-__all__ = ["Task", "get_task", "TASKS"]
+__all__ = ["Task", "get_task", "task_class", "TASKS"]
 
 # task name -> "module:Class" under quotient_diffusion.tasks (imported lazily)
 TASKS = {
@@ -17,9 +17,14 @@ TASKS = {
 }
 
 
-def get_task(config) -> Task:
-    name = config.task.name
+def task_class(name: str) -> type[Task]:
+    """The :class:`Task` subclass registered as ``name``."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
     module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(f"quotient_diffusion.tasks.{module}"), cls)(config)
+    return getattr(importlib.import_module(f"quotient_diffusion.tasks.{module}"), cls)
+
+
+def get_task(config) -> Task:
+    """The task of a :class:`~quotient_diffusion.training.TrainConfig`, built on it."""
+    return task_class(config.task.name)(config)

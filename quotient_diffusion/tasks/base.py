@@ -18,9 +18,12 @@ VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
 
 
 class Task(ABC):
-    """A family of data and models. Subclasses set ``name`` and implement the two methods."""
+    """A family of data and models. Subclasses set ``name`` and ``OPTIONS`` and implement the
+    two methods."""
 
     name: str = "task"
+    #: the ``task.options`` the task reads, name -> type (the config refuses any other)
+    OPTIONS: dict[str, object] = {}
 
     def __init__(self, config: TrainConfig):
         self.config = config

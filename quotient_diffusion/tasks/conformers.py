@@ -101,6 +101,7 @@ class ConformerDataset(Sequence):
 
 class ConformerTask(Task):
     name = "conformers"
+    OPTIONS = {"exclude_geom_test": bool, "num_val": int, "quality_molecules": int}
 
     def _excluded_entries(self, qm9) -> np.ndarray:
         if not self.config.task.options.get("exclude_geom_test", True):

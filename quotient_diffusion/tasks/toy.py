@@ -15,6 +15,7 @@ class ToyTask(Task):
     """Options: num_train (default 512), num_val (64), points (6), templates (3)."""
 
     name = "toy"
+    OPTIONS = {"num_train": int, "num_val": int, "points": int, "templates": int}
 
     def _target(self) -> TemplateMixture:
         o = self.config.task.options

@@ -2,17 +2,24 @@
 
 Sections: ``task`` (what data and which model family), ``model`` (network, treatment,
 interpolant), ``optim`` (optimiser, batch, steps, EMA) and ``run`` (seed, output folder,
-checkpoint and validation cadence). Unknown keys are errors, so a typo never passes silently.
+checkpoint and validation cadence). Every value is checked when a config is read (types from
+the field annotations, ranges, names, the task's and the network's options; see
+:mod:`.validation`), so a typo never passes silently: a bad config is a :class:`ConfigError`
+naming the key.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["TaskConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig"]
+from ..output import atomic_write_text
+from .validation import ConfigError, check_choices, check_section
+
+__all__ = ["TaskConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig",
+           "ConfigError"]
 
 
 @dataclass
@@ -74,30 +81,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(sections)
+        """The config a JSON object describes; :class:`ConfigError` if any value is invalid."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config is a JSON object of sections, got {type(data).__name__}")
+        sections = typing.get_type_hints(cls)
+        unknown = sorted(set(data) - set(sections))
         if unknown:
-            raise ValueError(f"unknown config section(s): {sorted(unknown)}")
+            raise ConfigError(f"unknown config section(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sections)}")
         kwargs = {}
-        for f in dataclasses.fields(cls):
-            klass = f.default_factory
-            values = data.get(f.name, {})
-            names = {g.name for g in dataclasses.fields(klass)}
-            bad = set(values) - names
-            if bad:
-                raise ValueError(
-                    f"unknown key(s) in [{f.name}]: {sorted(bad)}; known: {sorted(names)}"
-                )
-            kwargs[f.name] = klass(**values)
-        return cls(**kwargs)
+        for name, klass in sections.items():
+            values = data.get(name, {})
+            check_section(name, klass, values)
+            kwargs[name] = klass(**values)
+        config = cls(**kwargs)
+        check_choices(config)
+        return config
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON config file; :class:`ConfigError` if it cannot be read or is invalid."""
         try:
             data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from ..data import collate
 from ..diffusion import DiffusionModel
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
 from .curve import write_curve
 from .ema import EMA
 from .schedule import learning_rate
@@ -130,7 +130,7 @@ def train(
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-        state = load_checkpoint(last)
+        state = load_checkpoint(last, ("model", "ema", "optim", "step"))
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optim"])
@@ -249,12 +249,23 @@ def upgrade_config(config: dict, version: int) -> dict:
 def load_trained_model(
     path: str | Path, use_ema: bool = True
 ) -> tuple[DiffusionModel, TrainConfig]:
-    """Rebuild a model from a checkpoint written by :func:`train` (EMA weights by default)."""
+    """Rebuild a model from a checkpoint written by :func:`train` (EMA weights by default);
+    :class:`~.checkpoint.CheckpointError` if the file does not hold one."""
     from ..tasks import get_task
 
-    state = load_checkpoint(path)
-    config = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    weights = "ema" if use_ema else "model"
+    state = load_checkpoint(path, ("config", weights))
+    if not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: its config is a {type(state['config']).__name__}")
+    try:
+        config = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: bad config in the checkpoint: {err}") from None
     model = get_task(config).build_model()
-    model.load_state_dict(state["ema"] if use_ema else state["model"])
+    try:
+        model.load_state_dict(state[weights])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: the weights do not fit its model ({first})") from None
     model.eval()
     return model, config
