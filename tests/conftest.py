@@ -1,8 +1,10 @@
-"""Shared fixtures for the test-suite: thread count, seeded random flat batches, real molecules."""
+"""Shared fixtures for the test-suite: thread count, seeded random flat batches, real molecules,
+and the rule for tests that need the shared data (skip locally, fail under CI)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,23 @@ import torch
 # operations also use the ``single_thread`` fixture below.
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def require_data(relative: str | None = None) -> Path:
+    """The shared data root, with ``relative`` (e.g. ``'mnist'``) present under it.
+
+    Where the data are absent the test is skipped on a developer's machine, but fails when the
+    environment variable ``CI`` is set: CI has ``../shared/data``, so a missing folder there is a
+    broken set-up, not a reason to pass silently.
+    """
+    from quotient_diffusion.data.paths import data_root
+
+    try:
+        return data_root(required=relative)
+    except FileNotFoundError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the shared data are missing: {err}")
+        pytest.skip(f"shared data not available: {err}")
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ import pytest
 
 from quotient_diffusion.metrics import molecules as M
 
-pytest.importorskip("rdkit")
-
 
 def g2(name: str) -> tuple[np.ndarray, np.ndarray]:
     from ase.build import molecule
@@ -122,11 +120,28 @@ def test_uniqueness_and_novelty():
 
 def test_evaluate_and_distribution_distances():
     mols = [g2(n) for n in ["CH3CH2OH", "H2O", "CO2", "CH3CN"]]
-    out = M.evaluate(mols, train_smiles=["CCO"], reference=mols, xyz2mol=True)
+    reference = [g2("CH4"), g2("H2O")]
+    out = M.evaluate(mols, train_smiles=["CCO"], reference=reference, xyz2mol=True)
     assert out["atom_stability"] == 1.0 and out["molecule_stability"] == 1.0
     assert out["validity"] == 1.0 and out["validity_xyz2mol"] == 1.0
     assert out["uniqueness"] == 1.0 and out["novelty"] == pytest.approx(3 / 4)
-    assert out["atom_type_tv"] == 0.0 and out["bond_length_w1"] == 0.0
+    # atom types counted by hand: C5 H11 O4 N1 (21 atoms) against C1 H6 O1 (8 atoms)
+    tv = 0.5 * (abs(5 / 21 - 1 / 8) + abs(11 / 21 - 6 / 8) + abs(4 / 21 - 1 / 8) + 1 / 21)
+    assert out["atom_type_tv"] == pytest.approx(tv, rel=1e-12)
+    # C-H bonds: each H to its nearest atom (a carbon here); methane's four are one length,
+    # so W1 to them is the mean absolute difference
+    ch = []
+    for z, pos in mols:
+        for h in np.flatnonzero(z == 1):
+            d = np.linalg.norm(pos - pos[h], axis=1)
+            d[h] = np.inf
+            if z[np.argmin(d)] == 6:
+                ch.append(d.min())
+    zm, pm = reference[0]
+    methane = np.linalg.norm(pm[zm == 1] - pm[zm == 6], axis=1)
+    assert np.ptp(methane) < 1e-9 and len(ch) == 8  # ethanol 5, acetonitrile 3
+    by_pair = out["bond_length_w1_by_pair"]
+    assert by_pair["H-C"] == pytest.approx(np.abs(np.array(ch) - methane[0]).mean(), rel=1e-9)
     # all lengths scaled by 1.02 (bonds kept): W1 = 0.02 x the mean bonded length
     scaled = [(z, 1.02 * p) for z, p in mols]
     d = M.distribution_distances(scaled, mols)

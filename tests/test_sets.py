@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_data
 
 from quotient_diffusion.cli import main as qdiff
 from quotient_diffusion.data import GraphBatch
@@ -261,16 +262,33 @@ def test_constraint_violations_counts_broken_sets():
     assert out["degree"].tolist() == [1, 1, 0, 0, 0]
 
 
-def test_scores_of_the_data_against_itself():
+def test_synthetic_scores_against_hand_counted_values():
+    """Scores of a known distortion of the data, against values counted here by brute force:
+    every valency set to 4 (W1 = mean(4 - v)), every set shrunk by half about its first point
+    (close pairs and valid sets counted pairwise), sizes unchanged (size W1 = 0)."""
     cfg = SyntheticConfig()
     data = generate_synthetic(60, seed=2, cfg=cfg)
-    rows, mask = to_padded(
-        torch.cat([data.pos, data.feat], -1), sizes_to_batch(data.sizes), len(data)
-    )
+    batch = sizes_to_batch(data.sizes)
+    first = torch.cumsum(data.sizes, 0) - data.sizes
+    shrunk = data.pos[first][batch] + 0.5 * (data.pos - data.pos[first][batch])
+    four = torch.zeros_like(data.feat)
+    four[:, 3] = 1.0
+    rows, mask = to_padded(torch.cat([shrunk, four], -1), batch, len(data))
     scores = synthetic_scores(rows, mask, data, cfg)
-    assert scores["valency_w1"] == 0 and scores["size_w1"] == 0 and scores["degree_w1"] == 0
-    assert scores["valid_sets"] == 1 and scores["close_pairs_per_set"] == 0
-    assert 0.7 < scores["diversity"] < 1.4
+    valency = (data.feat.argmax(-1) + 1).double()
+    assert scores["valency_w1"] == pytest.approx(float((4 - valency).mean()), rel=1e-6)
+    assert scores["size_w1"] == 0
+    close, valid = [], []
+    for k in range(len(data)):
+        x = shrunk[batch == k].double().numpy()
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1) + np.eye(len(x)) * 1e9
+        inside = ((x >= 0) & (x <= cfg.box)).all()
+        close.append(int((d < cfg.min_dist).sum()) // 2)
+        valid.append(close[-1] == 0 and (d.min(1) <= cfg.link_dist).all() and inside)
+    assert sum(close) > 0 and not all(valid)  # the distortion breaks the min-distance rule
+    assert scores["close_pairs_per_set"] == pytest.approx(np.mean(close), rel=1e-6)
+    assert scores["valid_sets"] == pytest.approx(np.mean(valid), rel=1e-6)
+    assert scores["degree_w1"] > 0  # shrunk sets have more neighbours within link_dist
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -300,15 +318,21 @@ def test_setmnist_recipe_on_a_fake_idx_file(tmp_path):
 
 
 def test_real_mnist_first_digits():
-    try:
-        root = data_root(None)
-    except FileNotFoundError:
-        pytest.skip("no shared data directory")
-    if not (root / "mnist").is_dir():
-        pytest.skip("no MNIST files")
+    require_data("mnist")  # skipped where the data are absent, failed under CI
     data = load_setmnist("test", limit=20)
     assert len(data) == 20 and data.labels[:3].tolist() == [7, 2, 1]  # the canonical first labels
     assert int(data.sizes.min()) > 10 and bool(((data.pos >= 0) & (data.pos <= 1)).all())
+
+
+def assert_same_optimiser_state(a: dict, b: dict) -> None:
+    """Two optimiser state dicts hold bit-identical tensors and equal hyper-parameters."""
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for index, slots in a["state"].items():
+        assert slots.keys() == b["state"][index].keys()
+        for name, value in slots.items():
+            other = b["state"][index][name]
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(other)), (index, name)
 
 
 def test_cli_train_resume_and_sample(tmp_path):
@@ -338,7 +362,18 @@ def test_cli_train_resume_and_sample(tmp_path):
     step = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"]
     assert step == 3
     assert qdiff(args + ["--steps", "5", "--resume"]) == 0
-    assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"] == 5
+    resumed = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert resumed["step"] == 5
+    # the same five steps without interruption: identical weights and optimiser state
+    straight_out = tmp_path / "straight"
+    straight_args = args[: args.index("--out") + 1] + [str(straight_out)]
+    straight_args += args[args.index("--out") + 2 :]
+    assert qdiff(straight_args + ["--steps", "5"]) == 0
+    straight = torch.load(straight_out / "last.pt", map_location="cpu", weights_only=True)
+    assert straight["model"].keys() == resumed["model"].keys()
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert_same_optimiser_state(straight["optimizer"], resumed["optimizer"])
     assert not any(p.suffix == ".tmp" for p in out.iterdir())
     assert (
         qdiff(

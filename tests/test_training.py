@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -52,18 +53,33 @@ def test_atomic_checkpoint_leaves_no_temporary(tmp_path):
     assert not (tmp_path / "a.pt.tmp").exists()
 
 
-def test_resume_continues_exactly(tmp_path):
-    torch.set_num_threads(1)
+def assert_same_state(a: dict, b: dict, what: str) -> None:
+    """Two (nested) state dicts hold bit-identical tensors and equal other values."""
+    assert a.keys() == b.keys(), what
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, dict):
+            assert_same_state(value, other, f"{what}.{key}")
+        elif isinstance(value, torch.Tensor):
+            assert torch.equal(value, other), f"{what}.{key}"
+        else:
+            assert value == other, f"{what}.{key}"
+
+
+def test_resume_continues_exactly(tmp_path, single_thread):
+    """A run stopped after its step-3 checkpoint and resumed ends bit-identical to the run that
+    was never stopped: model, EMA and optimiser state (the thread count is restored after)."""
     straight = tiny_config(tmp_path / "a", steps=6)
     final = train(straight, progress=False)
-    ref = load_checkpoint(final)["model"]
-    # the same run, "killed" after the checkpoint at step 3 and resumed
+    ref = load_checkpoint(final)
     part = tiny_config(tmp_path / "b", steps=6)
-    assert train(part, progress=False, until_step=3).name == "last.pt"
+    stopped = load_checkpoint(train(part, progress=False, until_step=3))
+    assert stopped["step"] == 3
+    assert any(not torch.equal(v, ref["model"][k]) for k, v in stopped["model"].items())
     resumed = load_checkpoint(train(part, resume=True, progress=False))
-    assert resumed["step"] == 6
-    for key, value in ref.items():
-        assert torch.allclose(value, resumed["model"][key]), key
+    assert resumed["step"] == ref["step"] == 6
+    for key in ("model", "ema", "optim"):
+        assert_same_state(ref[key], resumed[key], key)
     lines = (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()
     assert any("val_loss" in json.loads(line) for line in lines)
     model, cfg = load_trained_model(final)
@@ -78,17 +94,98 @@ def test_cli_train_reports_bad_config(tmp_path):
     assert main(["train", "--config", str(bad)]) == 2
 
 
+RANK_SCRIPT = """
+import sys
+import torch
+import quotient_diffusion.tasks as tasks
+from quotient_diffusion.training import TrainConfig, train
+
+built = []
+get_task = tasks.get_task
+
+
+def capturing_get_task(config):
+    task = get_task(config)
+    build = task.build_model
+    task.build_model = lambda: built.append(build()) or built[-1]
+    return task
+
+
+tasks.get_task = capturing_get_task
+train(TrainConfig.load(sys.argv[1]), progress=False)
+rank = torch.distributed.get_rank()
+torch.save({k: v.clone() for k, v in built[0].state_dict().items()}, f"{sys.argv[2]}/rank{rank}.pt")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_rank_reference(config: TrainConfig, monkeypatch) -> dict:
+    """Single process, loss = mean of the two ranks' losses on their own batches and noise.
+
+    The loop draws rank r's batch and noise from ``_step_generator(seed, step, r)``: its batch
+    is ``randint(len(train), (batch_size,))`` from that generator, and the same generator then
+    feeds the model's noise. DistributedDataParallel averages the two ranks' gradients, i.e.
+    takes the gradient of (L_0 + L_1) / 2, which is what this single process optimises.
+    """
+    from quotient_diffusion.data import collate
+    from quotient_diffusion.diffusion import DiffusionModel
+    from quotient_diffusion.training import loop
+
+    original = loop._step_generator
+    current = {}
+
+    def recording(seed, step, rank):
+        current.update(seed=seed, step=step)
+        return original(seed, step, rank)
+
+    from quotient_diffusion.tasks import get_task
+
+    train_set = get_task(config).datasets()[0]
+    plain = DiffusionModel.forward
+
+    def both_ranks(self, graph, generator=None):
+        loss0, logs = plain(self, graph, generator)
+        gen1 = original(current["seed"], current["step"], 1)
+        idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen1)
+        loss1, _ = plain(self, collate([train_set[i] for i in idx.tolist()]), gen1)
+        return 0.5 * (loss0 + loss1), logs
+
+    monkeypatch.setattr(loop, "_step_generator", recording)
+    monkeypatch.setattr(DiffusionModel, "forward", both_ranks)
+    return load_checkpoint(train(config, progress=False))
+
+
 @pytest.mark.distributed
-def test_two_process_data_parallel_training(tmp_path):
-    """torchrun with 2 CPU processes (gloo): both ranks finish with identical weights."""
+def test_two_process_data_parallel_training(tmp_path, monkeypatch, single_thread):
+    """torchrun with 2 CPU processes (gloo): both ranks end with bit-identical weights, equal to
+    rank 0's checkpoint, and equal (measured: bit-identical) to one process taking the gradient of
+    the mean of the two ranks' losses on their own batches."""
     cfg = tiny_config(tmp_path, steps=4)
     cfg.save(tmp_path / "cfg.json")
+    (tmp_path / "rank_script.py").write_text(RANK_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", "-m", "quotient_diffusion.cli", "train",
-           "--config", str(tmp_path / "cfg.json"), "--no-progress"]
+           f"--master_port={free_port()}", str(tmp_path / "rank_script.py"),
+           str(tmp_path / "cfg.json"), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = load_checkpoint(tmp_path / "run" / "final.pt")
     assert state["step"] == 4
-    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", map_location="cpu", weights_only=True)
+             for r in (0, 1)]
+    assert_same_state(ranks[0], ranks[1], "rank0 vs rank1")
+    assert_same_state(ranks[0], state["model"], "rank0 vs final.pt")
+    initial = tiny_config(tmp_path / "init", steps=4)
+    from quotient_diffusion.tasks import get_task
+
+    torch.manual_seed(initial.run.seed)
+    start = get_task(initial).build_model().state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in state["model"].items())  # it trained
+    reference = two_rank_reference(tiny_config(tmp_path / "single", steps=4), monkeypatch)
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(state["model"][key], value, rtol=1e-6, atol=1e-7, msg=key)
