@@ -7,8 +7,10 @@ velocity v and score s, and the treatment turns them into a drift:
 * SDE (Euler-Maruyama): dx = drift(v, s, eta) dt + sqrt(2 eta dt) noise(z), with
   eta(t) = noise_scale * a(t)^2. This choice keeps the rate of the Langevin part,
   eta |s| / |x| ~ eta / a^2, constant (explicit steps stay stable) and switches the noise off as
-  t -> 1; ``noise_scale`` plays the role of Proteina's global noise scale (1 = the SDE with the
-  ODE's marginals, below 1 = lower temperature on the Langevin part).
+  t -> 1. The score drift eta s and the noise sqrt(2 eta) are scaled together, so every
+  ``noise_scale`` >= 0 keeps the ODE's marginals (0 is the ODE itself); a larger one forgets the
+  prior faster and corrects integration errors more strongly, at the price of more noise per
+  explicit step (tests/test_diffusion.py checks 0.3 and 3).
 
 Invariant node features ``h`` (EDM's one-hot atom types) follow the same interpolant with the
 ordinary (group-free) drift.
