@@ -1,20 +1,36 @@
-"""Conformer generation from SMILES with a trained (or the bundled) conformer model.
+"""Conformers from molecular graphs with a trained (or the bundled) conformer model.
 
-Pipeline: :func:`prepare` checks each input and builds its molecule with hydrogens;
-:func:`generate` samples ``n`` conformers per molecule in flat batches (molecules of different
-sizes side by side, no padding); :func:`fix_stereo` mirrors a conformer whose tetrahedral
-centres come out inverted (the equivariant networks are also reflection-equivariant, so they
-cannot tell enantiomers apart: the requested stereo is imposed afterwards, as ET-Flow does);
-:func:`relax_mmff` optionally minimises with MMFF94.
+:func:`embed_conformers` works like RDKit's ``AllChem.EmbedMultipleConfs``: it adds conformers
+to a molecule with explicit hydrogens, in place, and returns their ids.
+:func:`embed_molecules` does the same for many molecules at once, their copies sampled side by
+side in flat batches; ``qdiff conformers`` uses it. For every molecule:
 
-User errors never raise: each input becomes a :class:`ConformerJob` with ``error`` set, and the
-others go on.
+1. :func:`check_molecule` says why the model cannot take it (``ValueError``).
+2. A linear molecule (:func:`~.chem.geometry.is_linear`: N#N, HCN, CO2) has one conformation,
+   a straight line whose only coordinates are its bond lengths; it is built from the reference
+   bond lengths, not sampled (the bundled network gets these molecules wrong: docs/conformers.md).
+3. Any other molecule: ``num_conformers`` copies are sampled with the model's ODE or SDE.
+4. Stereo (:mod:`~.chem.stereo`): a sample with every requested label is kept; one whose
+   tetrahedral centres are all inverted (E/Z right) is mirrored (the networks are
+   reflection-equivariant and cannot tell enantiomers apart); any other is thrown away and
+   replaced by a new sample, in up to :data:`STEREO_ROUNDS` extra rounds. What is still wrong
+   after them is dropped: a conformer of the wrong stereoisomer is not a conformer of the
+   input, so a molecule may get fewer than ``num_conformers`` conformers.
+5. Optionally MMFF94 relaxation (``mmff=True``).
+6. :func:`~.chem.geometry.check_geometry` on the final coordinates.
+
+Each conformer carries RDKit conformer properties (``conf.GetPropsAsDict()``), which the
+command line copies into the SDF: ``geometry_ok`` (0/1), ``max_bond_error_A``, ``clashes``,
+``stereo_repair`` (``none`` or ``mirrored``), ``sampling_round`` (0 for the first samples, k
+for a replacement drawn in extra round k), ``source`` (``model`` or ``linear``) and, with MMFF,
+``mmff_energy_kcal_mol``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -22,12 +38,19 @@ import numpy as np
 import torch
 
 from .chem.featurize import featurize, supported_elements
+from .chem.geometry import check_geometry, is_linear, linear_geometry, reference_bond_lengths
+from .chem.inputs import InputRecord
 from .chem.sdf import mol_with_positions
+from .chem.stereo import compare_stereo, mirror, realised_stereo, requested_stereo
 from .data import collate
 from .diffusion import DiffusionModel, SamplerConfig
 from .tasks.conformers import molecule_graph
 
 __all__ = [
+    "embed_conformers",
+    "embed_molecules",
+    "EmbedResult",
+    "check_molecule",
     "ConformerJob",
     "prepare",
     "generate",
@@ -37,44 +60,47 @@ __all__ = [
     "load_conformer_model",
     "TRAINING_MAX_HEAVY_ATOMS",
     "MAX_HEAVY_ATOMS",
+    "STEREO_ROUNDS",
 ]
 
 #: QM9's largest molecules have 9 heavy atoms: beyond that the model extrapolates (a warning)
 TRAINING_MAX_HEAVY_ATOMS = 9
-#: inputs larger than this are refused (far outside what the model has seen)
-MAX_HEAVY_ATOMS = 40
+#: inputs larger than this are refused. benchmarks/conformer_size_limit.py: of the bundled
+#: model's raw samples, 100% have sound geometry up to 9 heavy atoms, 93% at 10-15, 70% at
+#: 16-18 and none from 19 on (bonds off by 0.5 to 14 A)
+MAX_HEAVY_ATOMS = 18
+#: extra sampling rounds for conformers with a stereo error that a reflection cannot mend
+STEREO_ROUNDS = 3
 
 
-@dataclass
-class ConformerJob:
-    """One input line and what became of it."""
-
-    line: int
-    text: str
-    name: str = ""
-    mol: object = None  # RDKit molecule with hydrogens (None on error)
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    conformers: list[np.ndarray] = field(default_factory=list)  # (N, 3) Angstrom each
-
-
+# ---------------------------------------------------------------------------- the model
 def default_checkpoint() -> Path:
     """The conformer model that ships inside the package."""
     return Path(str(resources.files("quotient_diffusion") / "checkpoints" / "conformers_qm9.pt"))
 
 
-def load_conformer_model(path: str | Path | None = None) -> tuple[DiffusionModel, dict]:
-    """(model in eval mode with EMA weights, its training config as a dict)."""
+@lru_cache(maxsize=4)
+def _load_model(path: str, modified_ns: int) -> tuple[DiffusionModel, dict]:
     from .training import load_trained_model
 
-    model, config = load_trained_model(path or default_checkpoint())
+    model, config = load_trained_model(path)
     if config.task.name != "conformers":
         raise ValueError(f"{path} is a '{config.task.name}' model, not a conformer model")
     return model, config.to_dict()
 
 
-def _check(mol) -> str | None:
-    """Why the model cannot take this molecule (None if it can)."""
+def load_conformer_model(path: str | Path | None = None) -> tuple[DiffusionModel, dict]:
+    """(model in eval mode with EMA weights, its training config as a dict), loaded once per
+    checkpoint file (cached on its resolved path and modification time; do not modify it)."""
+    resolved = Path(path or default_checkpoint()).resolve()
+    modified = resolved.stat().st_mtime_ns if resolved.exists() else -1
+    return _load_model(str(resolved), modified)
+
+
+# ---------------------------------------------------------------------------- input checks
+def check_molecule(mol) -> str | None:
+    """Why the model cannot take ``mol``, an RDKit molecule with explicit hydrogens (None if it
+    can)."""
     from rdkit import Chem
 
     elements = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(supported_elements()))
@@ -83,120 +109,59 @@ def _check(mol) -> str | None:
                 f"(the model knows {', '.join(supported_elements())})")
     fragments = len(Chem.GetMolFrags(mol))
     if fragments > 1:
-        return f"{fragments} disconnected fragments: give one molecule per line"
+        return f"{fragments} disconnected fragments: give one molecule at a time"
     charge = Chem.GetFormalCharge(mol)
     if charge != 0:
         return f"net charge {charge:+d}: the model was trained on neutral molecules"
     heavy = mol.GetNumHeavyAtoms()
     if heavy > MAX_HEAVY_ATOMS:
-        return (f"{heavy} heavy atoms: far beyond the training data "
-                f"(at most {TRAINING_MAX_HEAVY_ATOMS}); the limit is {MAX_HEAVY_ATOMS}")
+        return (f"{heavy} heavy atoms: above the limit of {MAX_HEAVY_ATOMS}, where the model's "
+                f"geometry breaks down (it was trained on at most {TRAINING_MAX_HEAVY_ATOMS})")
+    if any(a.GetTotalNumHs() for a in mol.GetAtoms()):
+        return ("the molecule has implicit hydrogens: add them first with Chem.AddHs(mol) "
+                "(the model places every atom)")
     if mol.GetNumAtoms() < 2:
         return "a single atom has no conformation"
+    if any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        return "radical: the model was trained on closed-shell molecules"
     return None
 
 
-def prepare(lines: Iterable[str]) -> list[ConformerJob]:
-    """Parse inputs: one SMILES per entry, optionally followed by a name (whitespace or comma
-    separated, as in a .smi or simple CSV file). A header line ``smiles,...`` is skipped."""
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    jobs = []
-    for number, raw in enumerate(lines, start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        parts = text.replace(",", " ").split()
-        smiles, name = parts[0], " ".join(parts[1:2])
-        if number == 1 and smiles.lower() in ("smiles", "smi"):
-            continue
-        job = ConformerJob(line=number, text=smiles, name=name or smiles)
-        mol = Chem.MolFromSmiles(smiles)
-        if mol is None:
-            job.error = f"cannot parse SMILES {smiles!r}"
-        else:
-            job.error = _check(mol)
-            if job.error is None:
-                job.mol = Chem.AddHs(mol)
-                if mol.GetNumHeavyAtoms() > TRAINING_MAX_HEAVY_ATOMS:
-                    job.warnings.append(
-                        f"{mol.GetNumHeavyAtoms()} heavy atoms, more than any training molecule "
-                        f"({TRAINING_MAX_HEAVY_ATOMS}): expect lower quality")
-        jobs.append(job)
-    return jobs
-
-
-@torch.no_grad()
-def generate(
-    model: DiffusionModel,
-    jobs: list[ConformerJob],
-    num_conformers: int,
-    sampler: SamplerConfig,
-    seed: int = 0,
-    max_atoms_per_batch: int = 4096,
-) -> None:
-    """Fill ``job.conformers`` for every job without an error (``num_conformers`` each).
-
-    Copies of the molecules are packed into flat batches of at most ``max_atoms_per_batch``
-    atoms; the whole run is seeded by ``seed``.
-    """
-    todo = [j for j in jobs if j.error is None]
-    graphs = []
-    for job in todo:
-        g = molecule_graph(featurize(job.mol), None)
-        graphs.extend((job, g) for _ in range(num_conformers))
-    gen = torch.Generator().manual_seed(seed)
+# ---------------------------------------------------------------------------- sampling
+def _chunks(sizes: Sequence[int], max_atoms: int) -> Iterator[slice]:
+    """Consecutive slices of ``sizes`` with at most ``max_atoms`` atoms (at least one item)."""
     start = 0
-    while start < len(graphs):
-        stop, atoms = start, 0
-        while stop < len(graphs) and (stop == start or atoms + graphs[stop][1].num_nodes
-                                      <= max_atoms_per_batch):
-            atoms += graphs[stop][1].num_nodes
+    while start < len(sizes):
+        stop, atoms = start + 1, sizes[start]
+        while stop < len(sizes) and atoms + sizes[stop] <= max_atoms:
+            atoms += sizes[stop]
             stop += 1
-        chunk = graphs[start:stop]
-        batch = collate([g for _, g in chunk])
-        pos, _ = model.sample(batch, sampler, gen)
-        sizes = batch.num_nodes_per_graph.tolist()
-        for (job, _), x in zip(chunk, torch.split(pos, sizes)):
-            job.conformers.append(x.double().numpy())
+        yield slice(start, stop)
         start = stop
 
 
-def _tetrahedral_tags(mol, pos: np.ndarray) -> dict[int, str]:
-    from rdkit import Chem
-
-    m = mol_with_positions(mol, pos)
-    Chem.AssignStereochemistryFrom3D(m)
-    return dict(Chem.FindMolChiralCenters(m, includeUnassigned=False,
-                                          useLegacyImplementation=False))
-
-
-def fix_stereo(mol, pos: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Mirror ``pos`` (z -> -z) if that matches more of the requested tetrahedral centres.
-
-    Returns (positions, stereo_ok): stereo_ok is False when some requested centre is still
-    wrong (a mixture of inverted and correct centres cannot be mended by a reflection).
-    """
-    from rdkit import Chem
-
-    wanted = dict(Chem.FindMolChiralCenters(mol, includeUnassigned=False,
-                                            useLegacyImplementation=False))
-    if not wanted:
-        return pos, True
-    got = _tetrahedral_tags(mol, pos)
-    right = sum(got.get(i) == tag for i, tag in wanted.items())
-    if right < len(wanted):
-        mirrored = pos * np.array([1.0, 1.0, -1.0])
-        got_m = _tetrahedral_tags(mol, mirrored)
-        right_m = sum(got_m.get(i) == tag for i, tag in wanted.items())
-        if right_m > right:
-            return mirrored, right_m == len(wanted)
-    return pos, right == len(wanted)
+@torch.no_grad()
+def _samples(
+    model: DiffusionModel,
+    requests: Sequence[tuple[object, int]],
+    sampler: SamplerConfig,
+    generator: torch.Generator,
+    max_atoms_per_batch: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(request index, positions in Angstrom) for ``count`` samples of each ``(mol, count)``,
+    batch by batch (a batch is finished before the next one starts)."""
+    graphs = [molecule_graph(featurize(mol), None) for mol, _ in requests]
+    owners = [k for k, (_, count) in enumerate(requests) for _ in range(count)]
+    for part in _chunks([graphs[k].num_nodes for k in owners], max_atoms_per_batch):
+        batch = collate([graphs[k] for k in owners[part]])
+        pos, _ = model.sample(batch, sampler, generator)
+        for k, x in zip(owners[part], torch.split(pos, batch.num_nodes_per_graph.tolist())):
+            yield k, x.double().numpy()
 
 
 def relax_mmff(mol, pos: np.ndarray, max_iters: int = 500) -> tuple[np.ndarray, float | None]:
-    """MMFF94 minimisation from ``pos``; returns (positions, energy in kcal/mol or None)."""
+    """MMFF94 minimisation from ``pos``; returns (positions, energy in kcal/mol), or ``pos``
+    unchanged and None when MMFF has no parameters for the molecule."""
     from rdkit.Chem import AllChem
 
     m = mol_with_positions(mol, pos)
@@ -206,3 +171,225 @@ def relax_mmff(mol, pos: np.ndarray, max_iters: int = 500) -> tuple[np.ndarray, 
     ff = AllChem.MMFFGetMoleculeForceField(m, props)
     ff.Minimize(maxIts=max_iters)
     return np.array(m.GetConformer().GetPositions()), float(ff.CalcEnergy())
+
+
+def fix_stereo(mol, pos: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(positions, stereo_ok): ``pos`` mirrored when that gives every requested label (all
+    tetrahedral centres inverted, E/Z right), else unchanged; stereo_ok tells whether the
+    result has every requested tetrahedral and E/Z label."""
+    verdict = compare_stereo(requested_stereo(mol), realised_stereo(mol, pos))
+    return (mirror(pos) if verdict == "mirror" else pos), verdict != "wrong"
+
+
+@dataclass
+class EmbedResult:
+    """What :func:`embed_molecules` did for one molecule."""
+
+    ids: list[int] = field(default_factory=list)  # conformer ids added, in order
+    mirrored: int = 0  # kept after a reflection
+    resampled: int = 0  # replacements drawn in an extra round for a sample with wrong stereo
+    dropped: int = 0  # still missing after the extra rounds
+
+
+class _Target:
+    """One molecule being embedded: its requested stereo, reference bonds and result."""
+
+    def __init__(self, mol, num_conformers: int, mmff: bool):
+        self.mol = mol
+        self.missing = num_conformers
+        self.mmff = mmff
+        self.wanted = requested_stereo(mol)
+        self.reference = reference_bond_lengths(mol)
+        self.result = EmbedResult()
+
+    def add(self, pos: np.ndarray, source: str, sampling_round: int, repair: str) -> None:
+        """Finish a conformer (MMFF, geometry check) and add it to the molecule."""
+        from rdkit import Chem
+        from rdkit.Geometry import Point3D
+
+        conf = Chem.Conformer(self.mol.GetNumAtoms())
+        if self.mmff:
+            pos, energy = relax_mmff(self.mol, pos)
+            conf.SetProp("mmff_energy_kcal_mol", "n/a" if energy is None else f"{energy:.4f}")
+        for k, p in enumerate(np.asarray(pos, dtype=float)):
+            conf.SetAtomPosition(k, Point3D(*p))
+        conf.Set3D(True)
+        geometry = check_geometry(self.mol, pos, self.reference)
+        conf.SetIntProp("geometry_ok", int(geometry.ok))
+        conf.SetDoubleProp("max_bond_error_A", round(geometry.max_bond_error, 3))
+        conf.SetIntProp("clashes", geometry.clashes)
+        conf.SetProp("stereo_repair", repair)
+        conf.SetIntProp("sampling_round", sampling_round)
+        conf.SetProp("source", source)
+        self.result.ids.append(self.mol.AddConformer(conf, assignId=True))
+        self.missing -= 1
+
+    def offer(self, pos: np.ndarray, sampling_round: int) -> None:
+        """Keep a sample whose stereo is right or mirrors to right; discard any other."""
+        verdict = "ok"
+        if self.wanted:
+            verdict = compare_stereo(self.wanted, realised_stereo(self.mol, pos))
+        if verdict == "wrong":
+            return
+        if verdict == "mirror":
+            self.result.mirrored += 1
+            pos = mirror(pos)
+        self.result.resampled += int(sampling_round > 0)
+        self.add(pos, "model", sampling_round, "mirrored" if verdict == "mirror" else "none")
+
+
+def _sample_rounds(
+    targets: list[_Target],
+    checkpoint: str | Path | None,
+    sampler: SamplerConfig,
+    seed: int,
+    max_atoms_per_batch: int,
+) -> None:
+    """Sample every target's missing conformers, then up to STEREO_ROUNDS replacement rounds."""
+    model, _ = load_conformer_model(checkpoint)
+    generator = torch.Generator().manual_seed(seed)
+    for sampling_round in range(STEREO_ROUNDS + 1):
+        todo = [t for t in targets if t.missing > 0]
+        if not todo:
+            break
+        requests = [(t.mol, t.missing) for t in todo]
+        for k, pos in _samples(model, requests, sampler, generator, max_atoms_per_batch):
+            todo[k].offer(pos, sampling_round)
+    for t in targets:
+        t.result.dropped = t.missing
+
+
+def embed_molecules(
+    mols: Sequence,
+    num_conformers: int = 10,
+    seed: int = 0,
+    mmff: bool = False,
+    steps: int = 50,
+    method: str = "ode",
+    noise_scale: float = 1.0,
+    checkpoint: str | Path | None = None,
+    clear_conformers: bool = True,
+    progress: bool = False,
+    max_atoms_per_batch: int = 4096,
+) -> list[EmbedResult]:
+    """Add up to ``num_conformers`` conformers to each molecule, in place (see the module
+    docstring for what happens to each), and return what was done for each.
+
+    The whole call is seeded by ``seed``. Copies of all molecules are packed into flat batches
+    of at most ``max_atoms_per_batch`` atoms. Conformers are added as their batch finishes, so
+    an interruption (``KeyboardInterrupt``) leaves every finished conformer on its molecule.
+    Raises ``ValueError`` naming the first molecule the model cannot take, before any work.
+    """
+    if num_conformers < 1:
+        raise ValueError(f"num_conformers must be at least 1, got {num_conformers}")
+    sampler = SamplerConfig(steps=steps, method=method, noise_scale=noise_scale,
+                            progress=progress)
+    for k, mol in enumerate(mols):
+        reason = check_molecule(mol)
+        if reason is not None:
+            raise ValueError(reason if len(mols) == 1 else f"molecule {k}: {reason}")
+    targets = [_Target(mol, num_conformers, mmff) for mol in mols]
+    if clear_conformers:
+        for mol in mols:
+            mol.RemoveAllConformers()
+    sampled = []
+    for t in targets:
+        if not is_linear(t.mol):
+            sampled.append(t)
+            continue
+        line = linear_geometry(t.mol, t.reference)
+        for _ in range(num_conformers):
+            t.add(line, "linear", 0, "none")
+    if sampled:
+        _sample_rounds(sampled, checkpoint, sampler, seed, max_atoms_per_batch)
+    return [t.result for t in targets]
+
+
+def embed_conformers(
+    mol,
+    num_conformers: int = 10,
+    seed: int = 0,
+    mmff: bool = False,
+    steps: int = 50,
+    method: str = "ode",
+    noise_scale: float = 1.0,
+    checkpoint: str | Path | None = None,
+    clear_conformers: bool = True,
+) -> list[int]:
+    """Add up to ``num_conformers`` conformers to ``mol`` (an RDKit molecule with explicit
+    hydrogens) in place and return their ids, like ``AllChem.EmbedMultipleConfs``.
+
+    ``steps``, ``method`` ('ode' or 'sde') and ``noise_scale`` choose the sampler; ``mmff``
+    relaxes every conformer with MMFF94; ``checkpoint`` is a conformer model (default: the
+    bundled one, loaded once and cached). Raises ``ValueError`` with the reason when the model
+    cannot take the molecule. Fewer ids than asked for come back only when some samples kept
+    a stereo error through every extra round (see the module docstring).
+    """
+    (result,) = embed_molecules([mol], num_conformers, seed=seed, mmff=mmff, steps=steps,
+                                method=method, noise_scale=noise_scale, checkpoint=checkpoint,
+                                clear_conformers=clear_conformers)
+    return result.ids
+
+
+# ---------------------------------------------------------------------------- text inputs
+@dataclass
+class ConformerJob:
+    """One input molecule and what became of it."""
+
+    number: int  # line or record number of the input
+    text: str  # the SMILES as given
+    name: str = ""
+    mol: object = None  # RDKit molecule with hydrogens (None on error)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    conformers: list[np.ndarray] = field(default_factory=list)  # raw samples of :func:`generate`
+
+
+def _job(record: InputRecord) -> ConformerJob:
+    from rdkit import Chem
+
+    job = ConformerJob(number=record.number, text=record.smiles or "", name=record.name)
+    if record.smiles is None:
+        job.error = record.error
+        return job
+    mol = Chem.MolFromSmiles(record.smiles)
+    if mol is None:
+        job.error = f"cannot parse SMILES {record.smiles!r}"
+        return job
+    mol = Chem.AddHs(mol)
+    job.error = check_molecule(mol)
+    if job.error is None:
+        job.mol = mol
+        if mol.GetNumHeavyAtoms() > TRAINING_MAX_HEAVY_ATOMS:
+            job.warnings.append(
+                f"{mol.GetNumHeavyAtoms()} heavy atoms, more than any training molecule "
+                f"({TRAINING_MAX_HEAVY_ATOMS}): some conformers may fail the geometry check "
+                "(see geometry_ok)")
+    return job
+
+
+def prepare(inputs: Iterable[InputRecord | str]) -> list[ConformerJob]:
+    """Parse and check inputs (records of :mod:`~.chem.inputs`, or bare SMILES numbered from
+    1): each becomes a :class:`ConformerJob` with its molecule (hydrogens added) or its error."""
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    return [_job(item if isinstance(item, InputRecord) else InputRecord(k, item, item))
+            for k, item in enumerate(inputs, start=1)]
+
+
+def generate(
+    model: DiffusionModel,
+    jobs: list[ConformerJob],
+    num_conformers: int,
+    sampler: SamplerConfig,
+    seed: int = 0,
+    max_atoms_per_batch: int = 4096,
+) -> None:
+    """Raw samples: fill ``job.conformers`` with ``num_conformers`` samples of the model for
+    every job without an error (no stereo repair, no checks: what the benchmarks measure)."""
+    todo = [j for j in jobs if j.error is None]
+    generator = torch.Generator().manual_seed(seed)
+    requests = [(job.mol, num_conformers) for job in todo]
+    for k, pos in _samples(model, requests, sampler, generator, max_atoms_per_batch):
+        todo[k].conformers.append(pos)

@@ -1,15 +1,20 @@
-"""Conformer generation: QM9 parsing and graph matching, featurisation, input checks, the CLI,
-stereo repair and the ensemble metrics."""
+"""Conformer generation: QM9 parsing and graph matching, featurisation, input reading and checks,
+the geometry and stereo checks, the embed API with the bundled model (linear and tiny
+molecules, E/Z and R/S), the CLI (exit codes, stdout, Ctrl-C) and the ensemble metrics."""
 
 from __future__ import annotations
 
 import csv
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from quotient_diffusion import conformers as conformers_module
 from quotient_diffusion.chem.featurize import (
     ATOM_FEATURES,
     PAIR_FEATURES,
@@ -17,8 +22,19 @@ from quotient_diffusion.chem.featurize import (
     featurize,
     full_edge_index,
 )
+from quotient_diffusion.chem.geometry import check_geometry, is_linear, linear_geometry
+from quotient_diffusion.chem.inputs import parse_csv, parse_sdf, parse_smi, read_inputs
+from quotient_diffusion.chem.stereo import compare_stereo, mirror, realised_stereo, requested_stereo
 from quotient_diffusion.cli import main as qdiff
-from quotient_diffusion.conformers import fix_stereo, prepare
+from quotient_diffusion.conformers import (
+    MAX_HEAVY_ATOMS,
+    STEREO_ROUNDS,
+    embed_conformers,
+    embed_molecules,
+    fix_stereo,
+    load_conformer_model,
+    prepare,
+)
 from quotient_diffusion.data.qm9 import (
     edm_split,
     match_smiles_to_geometry,
@@ -28,6 +44,9 @@ from quotient_diffusion.data.qm9 import (
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
 from quotient_diffusion.training import TrainConfig
 from quotient_diffusion.training.checkpoint import save_checkpoint
+from quotient_diffusion.training.loop import CHECKPOINT_VERSION
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # many small operations: see conftest
 
 
 def qm9_rows(count: int, stride: int = 1):
@@ -97,40 +116,192 @@ def test_full_edge_index_matches_a_loop():
     assert torch.all(edges[1][1:] >= edges[1][:-1])  # target-sorted
 
 
+def embedded(smiles: str, seed: int = 1):
+    """An RDKit molecule with hydrogens and one ETKDG conformer, and its positions."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    return mol, mol.GetConformer().GetPositions()
+
+
+def bond_lengths(mol, conf_id: int = -1) -> dict[str, list[float]]:
+    """Bond lengths of one conformer by bond kind, e.g. {'C#N': [1.16], 'C-H': [1.06]}."""
+    symbol = {1.0: "-", 1.5: ":", 2.0: "=", 3.0: "#"}
+    pos = mol.GetConformer(conf_id).GetPositions()
+    out: dict[str, list[float]] = {}
+    for b in mol.GetBonds():
+        a, c = sorted((b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol()),
+                      key=lambda e: (e == "H", e))
+        d = float(np.linalg.norm(pos[b.GetBeginAtomIdx()] - pos[b.GetEndAtomIdx()]))
+        out.setdefault(f"{a}{symbol[b.GetBondTypeAsDouble()]}{c}", []).append(d)
+    return out
+
+
 @pytest.mark.parametrize("text, message", [
     ("C1CC", "cannot parse"),
     ("CCCl", "element(s) Cl"),
     ("CC.O", "disconnected"),
     ("C[NH3+]", "net charge +1"),
-    ("C" * 45, "heavy atoms"),
+    ("C" * (MAX_HEAVY_ATOMS + 1), f"limit of {MAX_HEAVY_ATOMS}"),
     ("[He]", "element"),
+    ("C[CH2]", "radical"),
+    ("[H]", "single atom"),
+    ("[C]", "single atom"),
 ])
 def test_prepare_rejects_bad_inputs_with_a_reason(text, message):
     (job,) = prepare([text])
     assert job.error is not None and message in job.error and job.mol is None
 
 
-def test_prepare_keeps_good_lines_skips_header_and_blank_lines():
-    jobs = prepare(["smiles,name", "CCO,ethanol", "", "# comment", "xx", "c1ccccc1O phenol"])
-    assert [(j.line, j.text, j.error is None) for j in jobs] == [
-        (2, "CCO", True), (5, "xx", False), (6, "c1ccccc1O", True)]
-    assert jobs[0].name == "ethanol" and jobs[0].mol.GetNumAtoms() == 9
-    (big,) = prepare(["CC(=O)Nc1ccc(O)cc1"])  # paracetamol: 11 heavy atoms, accepted with a warning
-    assert big.error is None and big.warnings
+def test_prepare_accepts_qm9s_smallest_molecules_and_warns_beyond_qm9():
+    """Methane, water, ammonia and HF have one heavy atom but several atoms: accepted (the
+    single-atom check counts the hydrogens)."""
+    jobs = prepare(["C", "O", "N", "F", "CC(=O)Nc1ccc(O)cc1"])
+    assert [j.error for j in jobs] == [None] * 5
+    assert [j.mol.GetNumAtoms() for j in jobs[:4]] == [5, 3, 4, 2]
+    assert not jobs[0].warnings and "11 heavy atoms" in jobs[4].warnings[0]
+
+
+def test_smi_lines_keep_names_with_spaces_and_skip_header_and_comments():
+    records = parse_smi(["smiles name", "CCO  ethyl alcohol, absolute ", "", "# note",
+                         "c1ccccc1O\tphenol", "C"])
+    assert [(r.number, r.smiles, r.name) for r in records] == [
+        (2, "CCO", "ethyl alcohol, absolute"), (5, "c1ccccc1O", "phenol"), (6, "C", "C")]
+
+
+def test_csv_quoted_fields_header_columns_and_headerless_files():
+    text = ['id,notes,SMILES', '"aspirin, tablet","a ""quoted"" note","CC(=O)Oc1ccccc1C(=O)O"',
+            'water,,O', ',,']
+    records = parse_csv(text)
+    assert [(r.number, r.smiles, r.name) for r in records] == [
+        (2, "CC(=O)Oc1ccccc1C(=O)O", "aspirin, tablet"), (3, "O", "water")]
+    bare = parse_csv(['CCO,"ethanol, dry"', "# comment", "N"])
+    assert [(r.number, r.smiles, r.name) for r in bare] == [(1, "CCO", "ethanol, dry"),
+                                                          (3, "N", "N")]
+    (missing,) = parse_csv(["smiles,name", ",nameless"])
+    assert missing.smiles is None and "no SMILES" in missing.error
+
+
+def test_input_rule_a_file_only_by_its_extension(tmp_path, monkeypatch):
+    """A file named like a SMILES does not turn the SMILES into a file name; a .smi that does
+    not exist is an error, not a SMILES; --input-format overrides the rule."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CCO").write_text("N ammonia\n")
+    assert read_inputs("CCO")[1][0].smiles == "CCO"
+    assert read_inputs("CCO", "smi")[1][0].smiles == "N"
+    (tmp_path / "list.TXT").write_text("O water\n")
+    assert read_inputs("list.TXT") == ("smi", [parse_smi(["O water"])[0]])
+    with pytest.raises(FileNotFoundError, match="no such input file"):
+        read_inputs("missing.smi")
+
+
+def test_sdf_records_keep_their_stereo_and_title():
+    from rdkit import Chem
+
+    mol, _ = embedded("C[C@@H](N)C(=O)O")
+    mol.SetProp("_Name", "L alanine")
+    (record,) = parse_sdf(Chem.MolToMolBlock(mol) + "$$$$\n")
+    assert record.name == "L alanine"
+    assert Chem.CanonSmiles(record.smiles) == Chem.CanonSmiles("C[C@@H](N)C(=O)O")
+
+
+def test_geometry_check_passes_real_geometry_and_flags_bad_bonds_and_clashes():
+    mol, pos = embedded("CCCCO")
+    good = check_geometry(mol, pos)
+    assert good.ok and good.max_bond_error < 0.1 and good.clashes == 0
+    stretched = pos.copy()
+    stretched[4] += 0.4 * (pos[4] - pos[3]) / np.linalg.norm(pos[4] - pos[3])  # C-O + 0.4 A
+    bad = check_geometry(mol, stretched)
+    assert not bad.ok and bad.max_bond_error == pytest.approx(0.4 + good.max_bond_error, abs=0.1)
+    folded = pos.copy()
+    folded[4] = pos[0] + 0.3  # O onto the first carbon, 4 bonds away; its bonds off too
+    assert check_geometry(mol, folded).clashes >= 1
+
+
+@pytest.mark.parametrize("smiles, linear", [
+    ("N#N", True), ("[C-]#[O+]", True), ("C#N", True), ("C#C", True), ("O=C=O", True),
+    ("C#CC#N", True), ("F", True), ("CC#C", False), ("O", False), ("C=C", False),
+    ("C=C=C", False),
+])
+def test_linear_molecules_are_recognised_and_built_straight(smiles, linear):
+    from rdkit import Chem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert is_linear(mol) == linear
+    if linear:
+        pos = linear_geometry(mol)
+        assert np.allclose(pos[:, :2], 0) and np.allclose(pos.mean(0), 0)
+        assert check_geometry(mol, pos).max_bond_error < 1e-12
+
+
+def test_stereo_verdicts_on_rdkit_geometries():
+    """ok / mirror / wrong for R/S, both centres of a diastereomer, and E/Z."""
+    chiral, pos = embedded("C[C@H](O)[C@@H](N)CC")
+    wanted = requested_stereo(chiral)
+    assert wanted.centres == {1: "S", 3: "S"}
+    assert compare_stereo(wanted, realised_stereo(chiral, pos)) == "ok"
+    assert compare_stereo(wanted, realised_stereo(chiral, mirror(pos))) == "mirror"
+    diastereomer, other = embedded("C[C@H](O)[C@H](N)CC")  # same atom order, one centre flipped
+    assert compare_stereo(wanted, realised_stereo(chiral, other)) == "wrong"
+    assert compare_stereo(requested_stereo(diastereomer), realised_stereo(chiral, other)) == "ok"
+    trans, pos_e = embedded("F/C=C/F")
+    _, pos_z = embedded("F/C=C\\F")
+    assert requested_stereo(trans).bonds == {1: "E"}
+    assert compare_stereo(requested_stereo(trans), realised_stereo(trans, pos_e)) == "ok"
+    assert compare_stereo(requested_stereo(trans), realised_stereo(trans, pos_z)) == "wrong"
+    assert compare_stereo(requested_stereo(trans), realised_stereo(trans, mirror(pos_z))) == \
+        "wrong"
 
 
 def test_fix_stereo_mirrors_an_inverted_conformer():
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](O)CC"))
-    AllChem.EmbedMolecule(mol, randomSeed=1)
-    pos = mol.GetConformer().GetPositions()
+    mol, pos = embedded("C[C@H](O)CC")
     kept, ok = fix_stereo(mol, pos)
     assert ok and np.array_equal(kept, pos)
     mirrored = pos * np.array([-1.0, 1.0, 1.0])
     fixed, ok = fix_stereo(mol, mirrored)
     assert ok and not np.array_equal(fixed, mirrored)
+
+
+def test_embed_refuses_unsupported_molecules_with_the_reason():
+    from rdkit import Chem
+
+    with pytest.raises(ValueError, match="implicit hydrogens.*Chem.AddHs"):
+        embed_conformers(Chem.MolFromSmiles("CCO"), 1)
+    with pytest.raises(ValueError, match="element"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("CCl")), 1)
+    with pytest.raises(ValueError, match="heavy atoms"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C" * (MAX_HEAVY_ATOMS + 1))), 1)
+    with pytest.raises(ValueError, match="molecule 1: .*fragments"):
+        embed_molecules([Chem.AddHs(Chem.MolFromSmiles("C")),
+                         Chem.AddHs(Chem.MolFromSmiles("C.C"))], 1)
+
+
+def test_stereo_policy_resamples_then_drops(monkeypatch):
+    """Every sample cis for a trans request: the first round and STEREO_ROUNDS extra rounds
+    are drawn, nothing is kept, every conformer counted as dropped; one trans sample among
+    cis ones is kept and counted as resampled."""
+    mol, _ = embedded("F/C=C/F")
+    _, cis = embedded("F/C=C\\F")
+    _, trans = embedded("F/C=C/F")
+    rounds = []
+
+    def fake_samples(model, requests, sampler, generator, max_atoms):
+        rounds.append(sum(count for _, count in requests))
+        for k, (_, count) in enumerate(requests):
+            for i in range(count):
+                yield k, (trans if len(rounds) == 2 and i == 0 else cis)
+
+    monkeypatch.setattr(conformers_module, "_samples", fake_samples)
+    (result,) = embed_molecules([mol], 3)
+    assert rounds == [3, 3, 2, 2] and len(rounds) == STEREO_ROUNDS + 1
+    assert result.dropped == 2 and result.resampled == 1 and result.ids == [0]
+    assert mol.GetConformer(0).GetIntProp("sampling_round") == 1
+
+
+def test_model_is_loaded_once():
+    assert load_conformer_model()[0] is load_conformer_model(None)[0]
 
 
 def test_rmsd_metrics_by_hand():
@@ -161,28 +332,41 @@ def tiny_conformer_checkpoint(path, treatment="quotient"):
                                  "model": {"hidden": 16, "layers": 2, "treatment": treatment}})
     torch.manual_seed(0)
     model = get_task(cfg).build_model()
-    save_checkpoint(path, {"version": 1, "config": cfg.to_dict(), "step": 0,
+    save_checkpoint(path, {"version": CHECKPOINT_VERSION, "config": cfg.to_dict(), "step": 0,
                            "model": model.state_dict(), "ema": model.state_dict(), "optim": {}})
     return path
 
 
-def test_cli_writes_sdf_for_good_lines_and_reports_bad_ones(tmp_path, capsys):
+def sdf_molecules(path_or_text, from_text: bool = False) -> list:
     from rdkit import Chem
 
+    supplier = Chem.SDMolSupplier()
+    if from_text:
+        supplier.SetData(path_or_text, removeHs=False)
+    else:
+        supplier = Chem.SDMolSupplier(str(path_or_text), removeHs=False)
+    mols = list(supplier)
+    assert all(m is not None for m in mols)
+    return mols
+
+
+def test_cli_writes_sdf_for_good_lines_and_reports_bad_ones(tmp_path, capsys):
     ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
     inputs = tmp_path / "in.smi"
-    inputs.write_text("CCO ethanol\nnot_a_smiles\nCCCl\nC[C@@H](N)C(=O)O alanine\n")
+    inputs.write_text("CCO ethanol\nnot_a_smiles\nCCCl\nCC(N)C(=O)O alanine, racemic\n")
     out = tmp_path / "out.sdf"
     code = qdiff(["conformers", str(inputs), "-n", "3", "-o", str(out), "--checkpoint", str(ckpt),
                   "--steps", "4", "--mmff"])
     err = capsys.readouterr().err
     assert code == 1  # some inputs failed
-    assert "line 2" in err and "line 3" in err and "Cl" in err
-    mols = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
-    assert len(mols) == 6 and all(m is not None for m in mols)
-    assert [m.GetProp("_Name") for m in mols] == ["ethanol"] * 3 + ["alanine"] * 3
+    assert "line 2" in err and "line 3" in err and "Cl" in err and "geometry:" in err
+    mols = sdf_molecules(out)
+    assert [m.GetProp("_Name") for m in mols] == ["ethanol"] * 3 + ["alanine, racemic"] * 3
+    assert [m.GetIntProp("input_line") for m in mols] == [1] * 3 + [4] * 3
     assert all(np.isfinite(m.GetConformer().GetPositions()).all() for m in mols)
-    assert mols[0].HasProp("mmff_energy_kcal_mol")
+    for key in ("mmff_energy_kcal_mol", "geometry_ok", "max_bond_error_A", "stereo_repair",
+                "sampling_round", "source", "model", "sampler"):
+        assert mols[0].HasProp(key), key
     # same seed, same conformers
     out2 = tmp_path / "again.sdf"
     qdiff(["conformers", "CCO", "-n", "3", "-o", str(out2), "--checkpoint", str(ckpt),
@@ -206,10 +390,128 @@ def test_cli_exit_codes_for_user_errors(tmp_path, capsys):
     assert not (tmp_path / "x.sdf").exists()
 
 
-def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
-    """README's first command: the bundled model, offline, on paracetamol."""
+def test_cli_interrupt_writes_the_finished_conformers(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after two samples: those two are complete records, the rest is not written."""
+    ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
+    real = conformers_module._samples
+
+    def interrupted(*args, **kwargs):
+        samples = real(*args, **kwargs)
+        yield next(samples)
+        yield next(samples)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(conformers_module, "_samples", interrupted)
+    out = tmp_path / "out.sdf"
+    code = qdiff(["conformers", "CCO", "-n", "5", "-o", str(out), "--checkpoint", str(ckpt),
+                  "--steps", "2"])
+    assert code == 130
+    assert "interrupted: wrote 2 of 5 conformers" in capsys.readouterr().err
+    assert len(sdf_molecules(out)) == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"m.pt", "out.sdf"}  # no temporary left
+
+
+def run_qdiff(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "quotient_diffusion.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_process_smiles_beside_a_same_named_file_to_stdout(tmp_path):
+    """`qdiff conformers CCO -o -` with a file called CCO in the working directory: the
+    argument is still the SMILES; the SDF goes to stdout, the messages to stderr."""
+    (tmp_path / "CCO").write_text("N\n")
+    proc = run_qdiff("conformers", "CCO", "-n", "2", "-o", "-", "--steps", "10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    mols = sdf_molecules(proc.stdout, from_text=True)
+    assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO"]
+    assert all(m.GetNumAtoms() == 9 and m.GetIntProp("geometry_ok") == 1 for m in mols)
+    assert "wrote 2 conformers" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CCO"]
+
+
+def test_cli_process_reads_quoted_csv_and_reports_the_bad_row(tmp_path):
+    (tmp_path / "in.csv").write_text('name,smiles\n"methane, natural gas",C\nwater,O\n'
+                                     'chloroethane,CCCl\n')
+    proc = run_qdiff("conformers", "in.csv", "-n", "1", "-o", "out.sdf", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "line 4 (CCCl)" in proc.stderr and "Traceback" not in proc.stderr
+    mols = sdf_molecules(tmp_path / "out.sdf")
+    assert [m.GetProp("_Name") for m in mols] == ["methane, natural gas", "water"]
+
+
+# Experimental bond lengths (NIST CCCBDB), Angstrom
+LINEAR = [
+    ("N#N", {"N#N": 1.098}),
+    ("[C-]#[O+]", {"C#O": 1.128}),
+    ("C#N", {"C#N": 1.156, "C-H": 1.064}),
+    ("C#C", {"C#C": 1.203, "C-H": 1.063}),
+    ("O=C=O", {"C=O": 1.160}),
+]
+SMALL = [("C", {"C-H": 1.087}), ("O", {"O-H": 0.958}), ("N", {"N-H": 1.012}),
+         ("F", {"F-H": 0.917})]
+
+
+@pytest.mark.parametrize("smiles, expected", LINEAR + SMALL)
+def test_bundled_model_gives_real_bond_lengths_for_tiny_and_linear_molecules(smiles, expected):
+    """N2 and CO once came out with 0.00 A bonds, HCN 0.35 A short; methane, water, ammonia and
+    HF were refused. Every bond within 0.1 A of experiment, in every conformer."""
     from rdkit import Chem
 
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    ids = embed_conformers(mol, 3, seed=0)
+    assert ids == [0, 1, 2] and mol.GetNumConformers() == 3
+    for conf_id in ids:
+        lengths = bond_lengths(mol, conf_id)
+        assert set(lengths) == set(expected)
+        for kind, values in lengths.items():
+            assert np.allclose(values, expected[kind], atol=0.1), (kind, values)
+        assert mol.GetConformer(conf_id).GetIntProp("geometry_ok") == 1
+
+
+def _fccf_dihedral(mol, conf_id: int) -> float:
+    """|F-C=C-F| dihedral angle in degrees (atoms 0-3 of F/C=C/F)."""
+    from rdkit.Chem import rdMolTransforms
+
+    return abs(rdMolTransforms.GetDihedralDeg(mol.GetConformer(conf_id), 0, 1, 2, 3))
+
+
+def test_bundled_model_conformers_carry_the_requested_E_Z_and_R_S():
+    """F/C=C/F once came out cis with stereo_ok=1: every conformer now has the requested labels
+    (RDKit from 3D), and the F-C=C-F dihedral on the right side of 90 degrees (the model twists
+    some double bonds far from planar); the counts add up."""
+    from rdkit import Chem
+
+    mols = [Chem.AddHs(Chem.MolFromSmiles(s))
+            for s in ("F/C=C/F", "F/C=C\\F", "C[C@H](O)[C@@H](N)CC")]
+    results = embed_molecules(mols, 4, seed=0, steps=25)
+    for mol, result in zip(mols, results):
+        assert len(result.ids) + result.dropped == 4 and len(result.ids) >= 2
+        wanted = requested_stereo(mol)
+        for conf_id in result.ids:
+            pos = mol.GetConformer(conf_id).GetPositions()
+            assert realised_stereo(mol, pos) == wanted
+    assert min(_fccf_dihedral(mols[0], i) for i in results[0].ids) > 90
+    assert max(_fccf_dihedral(mols[1], i) for i in results[1].ids) < 90
+    assert sum(r.resampled for r in results) > 0  # the model mixes cis and trans
+
+
+def test_embed_conformers_in_place_like_rdkit():
+    """Conformers are added to the molecule given (cleared first unless asked not to)."""
+    from rdkit import Chem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)N"))
+    assert embed_conformers(mol, 2, seed=1, steps=20) == [0, 1]
+    assert embed_conformers(mol, 1, seed=2, steps=20, clear_conformers=False) == [2]
+    assert mol.GetNumConformers() == 3
+    first = mol.GetConformer(0).GetPositions()
+    again = Chem.AddHs(Chem.MolFromSmiles("CC(=O)N"))
+    embed_conformers(again, 2, seed=1, steps=20)
+    assert np.array_equal(again.GetConformer(0).GetPositions(), first)
+
+
+def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
+    """README's first command: the bundled model, offline, on paracetamol."""
     from quotient_diffusion.conformers import default_checkpoint
 
     assert default_checkpoint().exists()
@@ -217,7 +519,7 @@ def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
     code = qdiff(["conformers", "CC(=O)Nc1ccc(O)cc1", "-n", "2", "-o", str(out), "--steps", "20"])
     assert code == 0
     assert "warning" in capsys.readouterr().err  # 11 heavy atoms: beyond QM9's 9
-    mols = list(Chem.SDMolSupplier(str(out), removeHs=False))
+    mols = sdf_molecules(out)
     assert len(mols) == 2
     for mol in mols:
         pos = mol.GetConformer().GetPositions()

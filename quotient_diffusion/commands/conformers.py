@@ -1,9 +1,24 @@
-"""``qdiff conformers SMILES_OR_FILE -n 10 -o out.sdf``: 3D conformers from molecular graphs.
+"""``qdiff conformers INPUT -n 10 -o out.sdf``: 3D conformers from molecular graphs.
 
-The input is a SMILES string, or a file with one SMILES per line (an optional name may follow;
-a CSV whose first column is the SMILES works too). Every conformer goes to one SDF with its
-properties. Inputs that cannot be handled are reported on stderr with their line number; the
-others still come out. Exit code: 0 all inputs done, 1 some failed, 2 nothing could be done.
+How INPUT is read: it is a file only when it ends in .smi, .txt, .csv or .sdf (any case), or is
+'-' (standard input, one SMILES per line); anything else is a SMILES string, even when a file
+of that name exists. --input-format smiles|smi|csv|sdf overrides the rule.
+  .smi/.txt  a SMILES per line, then optionally whitespace and a name (the rest of the line,
+             spaces allowed); '#' lines and a first line starting with 'smiles' are skipped
+  .csv       read as CSV (quoted fields allowed); a header row with a 'smiles' column picks
+             it (and a 'name', 'id' or 'title' column for the names), else column 1 is the
+             SMILES and column 2 the name
+  .sdf       every record, with its stereo; its title is the name
+
+Every conformer goes to one SDF (-o -: standard output) with its properties, among them
+geometry_ok and max_bond_error_A (bond lengths against UFF's, clashes) and stereo_repair. A
+sample whose stereo (R/S, E/Z) is wrong is mirrored when that mends it, else replaced by a new
+sample (up to 3 extra rounds), else dropped. Inputs that cannot be handled are reported on
+stderr with their line number; the others still come out.
+
+Exit code: 0 every input got conformers, 1 some did not (the others are written), 2 nothing
+could be done (bad arguments, input, model or output), 130 interrupted (Ctrl-C; the finished
+conformers are written).
 """
 
 from __future__ import annotations
@@ -11,8 +26,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+from ..chem.inputs import FORMATS
+from .arguments import positive_int
 from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
 
@@ -23,75 +39,125 @@ def register(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="a SMILES string, or a file of SMILES (.smi, .txt, .csv)")
-    p.add_argument("-n", "--num-conformers", type=int, default=10)
-    p.add_argument("-o", "--output", required=True, help="output SDF file")
+    p.add_argument("input", help="a SMILES string, or a .smi/.txt/.csv/.sdf file, or - (stdin)")
+    p.add_argument("--input-format", choices=FORMATS, default="auto",
+                   help="how to read INPUT (default auto: by its extension, see above)")
+    p.add_argument("-n", "--num-conformers", type=positive_int, default=10)
+    p.add_argument("-o", "--output", required=True, help="output SDF file ('-': stdout)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model)")
     p.add_argument("--mmff", action="store_true", help="relax every conformer with MMFF94")
     add_sampler_arguments(p, default_steps=50)
     p.set_defaults(func=run)
 
 
-def _read_inputs(arg: str) -> list[str]:
-    path = Path(arg)
-    if path.suffix.lower() in (".smi", ".txt", ".csv") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"no such input file: {arg}")
-        return path.read_text().splitlines()
-    return [arg]
+def _say(message: str) -> None:
+    print(f"qdiff conformers: {message}", file=sys.stderr)
+
+
+def _report_inputs(jobs, kind: str) -> None:
+    unit = "record" if kind == "sdf" else "line"
+    for job in jobs:
+        where = "input" if kind == "smiles" else f"{unit} {job.number}"
+        label = f"{where} ({job.text})" if job.text else where
+        if job.error:
+            _say(f"{label}: {job.error}")
+        for warning in job.warnings:
+            _say(f"{label}: warning: {warning}")
+
+
+def _records(jobs, results, args, config: dict, kind: str) -> list[tuple]:
+    """SDF records (mol, positions, name, properties) of every conformer on the jobs' mols."""
+    where = "input_record" if kind == "sdf" else "input_line"
+    model = f"{config['model']['network']}/{config['model']['treatment']}"
+    records = []
+    for job, result in zip(jobs, results):
+        for k, conf in enumerate(job.mol.GetConformers()):
+            props = {where: job.number, "smiles": job.text, "conformer": k,
+                     **conf.GetPropsAsDict(), "seed": args.seed}
+            if props["source"] == "model":
+                props.update(model=model, sampler=f"{args.method}-{args.steps}")
+            if result is not None:
+                props["stereo_dropped"] = result.dropped
+            if job.warnings:
+                props["warning"] = "; ".join(job.warnings)
+            records.append((job.mol, conf.GetPositions(), job.name, props))
+    return records
+
+
+def _summary(records: list[tuple], results, requested: int) -> list[str]:
+    """Lines for stderr: the geometry check and the stereo repairs."""
+    from ..chem.geometry import BOND_TOLERANCE
+    from ..conformers import STEREO_ROUNDS
+
+    props = [r[3] for r in records]
+    good = sum(p["geometry_ok"] for p in props)
+    worst = max((p["max_bond_error_A"] for p in props), default=0.0)
+    lines = [f"geometry: {good} of {len(props)} conformers pass (bond lengths within "
+             f"{BOND_TOLERANCE} A of UFF's, no clash); largest bond error {worst:.2f} A"]
+    if results is not None:
+        mirrored = sum(r.mirrored for r in results)
+        resampled = sum(r.resampled for r in results)
+        dropped = sum(r.dropped for r in results)
+        lines.append(f"stereo: {mirrored} mirrored, {resampled} resampled, {dropped} of "
+                     f"{requested} dropped (wrong after "
+                     f"{STEREO_ROUNDS} extra rounds)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import STDOUT, check_output
 
+    check_output(args.output)  # before any work: a bad path fails at once
+
+    from ..chem.inputs import read_inputs
     from ..chem.sdf import write_conformers_sdf
-    from ..conformers import fix_stereo, generate, load_conformer_model, prepare, relax_mmff
+    from ..conformers import embed_molecules, load_conformer_model, prepare
 
-    if args.num_conformers < 1:
-        print("qdiff conformers: -n must be at least 1", file=sys.stderr)
-        return 2
     try:
-        lines = _read_inputs(args.input)
+        kind, inputs = read_inputs(args.input, args.input_format)
     except (OSError, UnicodeDecodeError) as err:
-        print(f"qdiff conformers: {err}", file=sys.stderr)
+        _say(str(err))
         return 2
-    jobs = prepare(lines)
+    jobs = prepare(inputs)
     if not jobs:
-        print("qdiff conformers: the input holds no SMILES", file=sys.stderr)
+        _say("the input holds no SMILES")
         return 2
-    for job in jobs:
-        where = f"line {job.line}" if len(lines) > 1 else "input"
-        if job.error:
-            print(f"qdiff conformers: {where} ({job.text}): {job.error}", file=sys.stderr)
-        for w in job.warnings:
-            print(f"qdiff conformers: {where} ({job.text}): warning: {w}", file=sys.stderr)
+    _report_inputs(jobs, kind)
     ok = [j for j in jobs if j.error is None]
     if not ok:
         return 2
     try:
-        model, config = load_conformer_model(args.checkpoint)
-    except (OSError, ValueError, KeyError) as err:
-        print(f"qdiff conformers: cannot load the model: {err}", file=sys.stderr)
+        _, config = load_conformer_model(args.checkpoint)
+    except (OSError, ValueError) as err:
+        _say(f"cannot load the model: {err}")
         return 2
     sampler = sampler_from_arguments(args)
+    requested = args.num_conformers * len(ok)
     t0 = time.perf_counter()
-    generate(model, jobs, args.num_conformers, sampler, seed=args.seed)
+    try:
+        results = embed_molecules([j.mol for j in ok], args.num_conformers, seed=args.seed,
+                                  mmff=args.mmff, steps=sampler.steps, method=sampler.method,
+                                  noise_scale=sampler.noise_scale, checkpoint=args.checkpoint,
+                                  progress=sampler.progress)
+    except KeyboardInterrupt:
+        records = _records(ok, [None] * len(ok), args, config, kind)
+        if records:
+            write_conformers_sdf(args.output, records)
+        print(f"interrupted: wrote {len(records)} of {requested} conformers to {args.output}",
+              file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - t0
-    records = []
-    for job in ok:
-        for k, pos in enumerate(job.conformers):
-            pos, stereo_ok = fix_stereo(job.mol, pos)
-            props = {"input_line": job.line, "smiles": job.text, "conformer": k,
-                     "stereo_ok": int(stereo_ok), "seed": args.seed,
-                     "model": f"{config['model']['network']}/{config['model']['treatment']}",
-                     "sampler": f"{args.method}-{args.steps}"}
-            if args.mmff:
-                pos, energy = relax_mmff(job.mol, pos)
-                props["mmff_energy_kcal_mol"] = energy if energy is not None else "n/a"
-            if job.warnings:
-                props["warning"] = "; ".join(job.warnings)
-            records.append((job.mol, pos, job.name, props))
-    write_conformers_sdf(args.output, records)
-    n_conf = len(records)
-    print(f"wrote {n_conf} conformers of {len(ok)} molecule(s) to {args.output} "
-          f"({1000 * elapsed / max(n_conf, 1):.1f} ms per conformer)")
-    return 0 if len(ok) == len(jobs) else 1
+    records = _records(ok, results, args, config, kind)
+    empty = [j for j, r in zip(ok, results) if not r.ids]
+    for job in empty:
+        _say(f"{job.text}: no conformer kept the requested stereo")
+    if records:
+        write_conformers_sdf(args.output, records)
+    for line in _summary(records, results, requested):
+        _say(line)
+    shown = "standard output" if args.output == STDOUT else args.output
+    _say(f"wrote {len(records)} conformers of {len(ok) - len(empty)} molecule(s) to {shown} "
+         f"({1000 * elapsed / max(len(records), 1):.1f} ms per conformer)")
+    if not records:
+        return 2
+    return 0 if len(ok) - len(empty) == len(jobs) else 1
