@@ -1,7 +1,7 @@
 """Which learning-efficiency changes help, at equal budget? (the ablation of "Learning that counts")
 
 Question: with the same network, data, steps, batch and seeds, does each of the training changes
-(EDM preconditioning with unit loss weights, the per-layer Fourier time embedding, the radial
+(EDM preconditioning, its unit loss weights, the per-layer Fourier time embedding, the radial
 basis of distances, learning-rate warm-up + cosine decay, EMA warm-up) lower the validation
 error and raise the task's quality metric? Variants:
 
@@ -11,8 +11,9 @@ error and raise the task's quality metric? Variants:
 
 Each (variant, seed) is one `train()` run in ``runs/learning/<task>/<variant>_s<seed>``
 (resumable: a rerun continues unfinished runs and skips finished ones). Reported per variant:
-mean and spread (min..max) over seeds of the last validation record (loss by noise level and the
-task's metrics), the seconds per step measured in the run, and the learning curves as a plot.
+mean and spread (min..max) over seeds of the final EMA model's validation metrics (loss by noise
+level and the task's quality metrics, recomputed at the end so that every run is scored by the
+same code), the seconds per step measured in the run, and the learning curves as a plot.
 
     python benchmarks/learning.py --task conformers --quick      # about a minute
     python benchmarks/learning.py --task conformers --steps 2000 --seeds 0 1
@@ -40,13 +41,14 @@ CONFIGS = {"conformers": "conformers_qm9.json", "denovo": "denovo_qm9.json",
 #: each change as the config edits that switch it off
 CHANGES: dict[str, dict[str, dict]] = {
     "precond": {"model": {"preconditioning": False, "weighting": "velocity"}},
+    "unit_weight": {"model": {"weighting": "velocity"}},
     "fourier": {"network_options": {"time_features": 0}},
     "rbf": {"network_options": {"num_rbf": 0}},
     "schedule": {"optim": {"warmup_steps": 0, "lr_schedule": "constant"}},
     "ema_warmup": {"optim": {"ema_warmup": False}},
 }
 #: the quality metric each task's curve is judged by, and whether higher is better
-HEADLINE = {"conformers": ("val_rmsd_heavy_median", False),
+HEADLINE = {"conformers": ("val_bond_mae", False),
             "denovo": ("val_atom_stability", True),
             "backbones": ("val_ca_ca_within_0.2", True)}
 
@@ -56,7 +58,7 @@ def variant_edits(name: str, network: str) -> list[dict]:
     if name == "full":
         return []
     if name == "legacy":
-        keys = list(CHANGES)
+        keys = [k for k in CHANGES if k != "unit_weight"]  # 'precond' sets the weights
     elif name.startswith("no_") and name[3:] in CHANGES:
         keys = [name[3:]]
     else:
@@ -115,11 +117,22 @@ def run_one(cfg: TrainConfig) -> dict:
     return {"curve": json.loads(curve_file.read_text()), "seconds_per_step": seconds}
 
 
+def final_evaluation(cfg: TrainConfig) -> dict:
+    """Validation metrics of the run's final EMA model, computed now (so that every variant is
+    scored by the same code, whenever its curve was recorded)."""
+    from quotient_diffusion.tasks import get_task
+    from quotient_diffusion.training import load_trained_model
+
+    model, config = load_trained_model(Path(cfg.run.out_dir) / "final.pt")
+    task = get_task(config)
+    return task.validate(model, task.datasets()[1])
+
+
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Per variant: mean, min and max over seeds of each metric of the last record."""
+    """Per variant: mean, min and max over seeds of each metric of the final evaluation."""
     summary = {}
     for variant, seeds in runs.items():
-        finals = [r["curve"][-1] for r in seeds]
+        finals = [r["final"] for r in seeds]
         keys = [k for k in finals[0] if k not in ("step", "hours")]
         summary[variant] = {
             k: {"mean": float(np.mean([f[k] for f in finals])),
@@ -136,7 +149,8 @@ def markdown(task: str, summary: dict, meta: dict) -> str:
     keys = [headline] + [k for k in keys if k != headline]
     lines = [f"# Learning ablation: {task}", "",
              f"{meta['steps']} steps, batch {meta['batch_size']}, seeds {meta['seeds']}, "
-             f"{meta['network']}; mean (min..max) over seeds of the last validation record. "
+             f"{meta['network']}; mean (min..max) over seeds of the final model's validation "
+             f"metrics. "
              f"Headline: `{headline}` ({'higher' if higher else 'lower'} is better). "
              f"Command: `{meta['command']}`.", "",
              "| variant | " + " | ".join(keys) + " | s/step |",
@@ -200,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             cfg = make_config(args, variant, seed)
             print(f"{args.task} {variant} seed {seed}: {cfg.optim.steps} steps", flush=True)
-            runs.setdefault(variant, []).append(run_one(cfg))
+            run = run_one(cfg)
+            run["final"] = final_evaluation(cfg)
+            runs.setdefault(variant, []).append(run)
     summary = summarise(runs)
     meta = {"task": args.task, "steps": args.steps, "seeds": args.seeds,
             "batch_size": cfg.optim.batch_size,
