@@ -38,8 +38,10 @@ class ModelConfig:
     treatment: str = "quotient"
     interpolant: str = "linear"
     augment_rotations: bool = False
-    preconditioning: bool = True  # EDM's c_skip / c_out / c_in (diffusion/model.py)
-    weighting: str = "unit"  # 'unit' | 'velocity' | 'snr' | 'constant'
+    # EDM's c_skip / c_out / c_in (diffusion/model.py); off by default: it lost the conformer
+    # ablation at 1,000 steps (docs/benchmarks/learning.md)
+    preconditioning: bool = False
+    weighting: str = "velocity"  # 'unit' (needs preconditioning) | 'velocity' | 'snr' | 'constant'
     sigma_data: float | None = None  # data std per coordinate (model units); None: the task's
     network_options: dict = field(default_factory=dict)
 
