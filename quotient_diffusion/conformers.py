@@ -10,8 +10,10 @@ side in flat batches; ``qdiff conformers`` uses it. For every molecule:
    a straight line whose only coordinates are its bond lengths; it is built from the reference
    bond lengths, not sampled (the bundled network gets these molecules wrong: docs/conformers.md).
 3. Any other molecule: ``num_conformers`` copies are sampled with the model's ODE or SDE.
-4. Stereo (:mod:`~.chem.stereo`): a sample with every requested label is kept; one whose
-   tetrahedral centres are all inverted (E/Z right) is mirrored (the networks are
+4. Stereo (:mod:`~.chem.stereo`): a model trained with the task option ``stereo`` is given
+   the requested labels as inputs (:func:`~.chem.stereo.stereo_features` of the input
+   molecule). Either way, a sample with every requested label is kept; one whose tetrahedral
+   centres are all inverted (E/Z right) is mirrored (a model without stereo inputs is
    reflection-equivariant and cannot tell enantiomers apart); any other is thrown away and
    replaced by a new sample, in up to :data:`STEREO_ROUNDS` extra rounds. What is still wrong
    after them is dropped: a conformer of the wrong stereoisomer is not a conformer of the
@@ -41,7 +43,13 @@ from .chem.featurize import featurize, supported_elements
 from .chem.geometry import check_geometry, is_linear, linear_geometry, reference_bond_lengths
 from .chem.inputs import InputRecord
 from .chem.sdf import mol_with_positions
-from .chem.stereo import compare_stereo, mirror, realised_stereo, requested_stereo
+from .chem.stereo import (
+    compare_stereo,
+    mirror,
+    realised_stereo,
+    requested_stereo,
+    stereo_features,
+)
 from .data import collate
 from .diffusion import DiffusionModel, SamplerConfig
 from .tasks.conformers import molecule_graph
@@ -149,8 +157,11 @@ def _samples(
     max_atoms_per_batch: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(request index, positions in Angstrom) for ``count`` samples of each ``(mol, count)``,
-    batch by batch (a batch is finished before the next one starts)."""
-    graphs = [molecule_graph(featurize(mol), None) for mol, _ in requests]
+    batch by batch (a batch is finished before the next one starts). A stereo model gets the
+    requested stereo of each molecule as its input."""
+    stereo = getattr(model.network, "stereo", False)
+    graphs = [molecule_graph(featurize(mol), None, stereo_features(mol) if stereo else None)
+              for mol, _ in requests]
     owners = [k for k, (_, count) in enumerate(requests) for _ in range(count)]
     for part in _chunks([graphs[k].num_nodes for k in owners], max_atoms_per_batch):
         batch = collate([graphs[k] for k in owners[part]])

@@ -1,8 +1,15 @@
-"""``qdiff train --config run.json [--resume]``: train any task's model from a JSON config.
+"""``qdiff train --config run.json [--resume | --init-from CKPT]``: train any task's model from
+a JSON config.
+
+``--init-from CKPT`` starts a new run from another checkpoint's EMA weights: entries of equal
+shape are copied, a Linear weight whose input grew gets the old weight in its leading columns
+and zeros in the new ones (so a conformer model extended with ``task.options.stereo`` starts as
+exactly the old model).
 
 Exit codes: 0 trained; 1 training failed; 2 a bad config, output folder or checkpoint (also
-``--resume`` with no checkpoint, or with a config whose model differs from the checkpoint's);
-130 stopped by Ctrl-C, with a resumable ``last.pt``.
+``--resume`` with no checkpoint, or with a config whose model differs from the checkpoint's;
+``--init-from`` with weights that do not fit the config's model, or together with
+``--resume``); 130 stopped by Ctrl-C, with a resumable ``last.pt``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ def register(sub) -> None:
     )
     p.add_argument("--config", required=True, help="JSON config (see configs/ for examples)")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start a new run from this checkpoint's EMA weights (equal shapes "
+                   "copied, grown Linear inputs zero-padded)")
     p.add_argument("--out-dir", help="override run.out_dir")
     p.add_argument("--steps", type=positive_int, help="override optim.steps")
     p.add_argument("--hours", type=positive_float, help="stop (checkpointed, resumable) after "
@@ -54,6 +64,18 @@ def _check_resume(config, out_dir: Path) -> str | None:
     return None
 
 
+def _check_init(config, path: str) -> str | None:
+    """Why ``--init-from path`` cannot initialise the config's model (None: it can)."""
+    from ..tasks import get_task
+    from ..training import CheckpointError, warm_start
+
+    try:
+        warm_start(get_task(config).build_model(), path)
+    except (CheckpointError, ValueError) as err:
+        return str(err)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..output import check_output
     from ..training import CheckpointError, ConfigError, TrainConfig, load_checkpoint, train
@@ -71,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
         config.task.data_dir = args.data_dir
     out_dir = Path(config.run.out_dir)
     check_output(out_dir, "dir")
+    if args.resume and args.init_from:
+        print("qdiff train: --resume and --init-from cannot be combined (a resumed run "
+              "continues its own weights)", file=sys.stderr)
+        return 2
+    if args.init_from:
+        problem = _check_init(config, args.init_from)
+        if problem:
+            print(f"qdiff train: --init-from: {problem}", file=sys.stderr)
+            return 2
     if args.resume:
         try:
             problem = _check_resume(config, out_dir)
@@ -80,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"qdiff train: --resume: {problem}", file=sys.stderr)
             return 2
     try:
-        final = train(config, resume=args.resume, progress=not args.no_progress, hours=args.hours)
+        final = train(config, resume=args.resume, progress=not args.no_progress, hours=args.hours,
+                      init_from=args.init_from)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdiff train: {err}", file=sys.stderr)
         return 1

@@ -7,7 +7,11 @@ A :class:`GraphBatch` holds
 * ``batch``: (num_atoms,) molecule index of each atom, sorted, in ``0..num_graphs-1``;
 * ``edge_index``: optional (2, E) directed edges (source, target) in global atom numbering;
 * ``edge_attr``: optional (E, F_e) edge features (bond types for graph-conditioned tasks);
-* ``extras``: a dict of per-graph or per-node tensors a task needs (for example ``num_nodes``).
+* ``extras``: a dict of per-graph, per-node or per-edge tensors a task needs (for example
+  ``num_nodes``). An extra whose name ends in ``_index`` holds atom numbers of its own
+  molecule, like ``edge_index``: :func:`collate` adds the molecule's atom offset to it (for
+  example ``chiral_index``, the stereo centres and their neighbours of
+  :mod:`quotient_diffusion.nn.stereo`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["GraphBatch", "Graph", "collate"]
+__all__ = ["GraphBatch", "Graph", "collate", "INDEX_SUFFIX"]
+
+#: extras whose name ends so hold atom numbers, offset by :func:`collate`
+INDEX_SUFFIX = "_index"
 
 
 @dataclass
@@ -74,6 +81,7 @@ def collate(graphs: Sequence[Graph]) -> GraphBatch:
     """Concatenate molecules into one flat batch (edge indices are offset per molecule).
 
     Tensor extras are concatenated along dim 0 when every graph has them; others become lists.
+    Tensor extras named ``*_index`` (atom numbers) get each molecule's atom offset added.
     """
     if not graphs:
         raise ValueError("cannot collate an empty list of graphs")
@@ -90,6 +98,8 @@ def collate(graphs: Sequence[Graph]) -> GraphBatch:
     for key in graphs[0].extras:
         values = [g.extras[key] for g in graphs]
         if all(torch.is_tensor(v) for v in values):
+            if key.endswith(INDEX_SUFFIX):
+                values = [v + o for v, o in zip(values, offsets.tolist())]
             extras[key] = torch.cat([v.reshape(1) if v.dim() == 0 else v for v in values], 0)
         else:
             extras[key] = values

@@ -5,7 +5,9 @@ The network follows the calling convention of :mod:`quotient_diffusion.nn`:
 units of ``coord_scale`` Angstrom (data are divided by it before noising). The network sees
 ``[node_attr, h_t]``: conditioning features (the molecular graph, residue indices) and, for de
 novo generation, the noisy diffused features h_t (``feature_dim`` of them, in
-``batch.extras['features']``).
+``batch.extras['features']``). A batch with stereo inputs (:mod:`~quotient_diffusion.nn.stereo`,
+in its extras) passes them as the network's ``stereo`` argument; a network that takes none
+refuses such a batch.
 
 Denoiser. With ``preconditioning`` (EDM's c_skip / c_out / c_in, Karras et al. 2022, written
 for x_t = a eps + b x1 with data standard deviation sigma per coordinate): let
@@ -33,6 +35,7 @@ from torch import nn
 
 from ..data.batch import GraphBatch
 from ..groups import center, random_rotations, rotate
+from ..nn.stereo import StereoInputs
 from .interpolants import Interpolant, LinearInterpolant
 from .samplers import SamplerConfig, prior_sample, sample
 from .treatments import Quotient, Treatment
@@ -98,9 +101,15 @@ class DiffusionModel(nn.Module):
         graph: GraphBatch,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(D, D_h) for noisy coordinates x (scaled units), noisy features h, times t (B,)."""
+        stereo = StereoInputs.from_extras(graph.extras)
+        if stereo is not None and not getattr(self.network, "stereo", False):
+            raise ValueError("the batch carries stereo inputs but the network takes none "
+                             "(a model trained with task option stereo reads them)")
+        extra = {} if stereo is None else {"stereo": stereo}
         if not self.preconditioning:
             inputs = graph.node_attr if h is None else torch.cat([graph.node_attr, h], -1)
-            vec, feat = self.network(x, inputs, graph.batch, t, graph.edge_index, graph.edge_attr)
+            vec, feat = self.network(x, inputs, graph.batch, t, graph.edge_index,
+                                     graph.edge_attr, **extra)
             return center(x + vec, graph.batch), (feat if self.feature_dim else None)
         tn = t[graph.batch].unsqueeze(-1)
         skip, out, scale_in = self.scalings(tn, self.sigma_data)
@@ -109,7 +118,7 @@ class DiffusionModel(nn.Module):
             skip_h, out_h, scale_in_h = self.scalings(tn, self.sigma_data_features)
             inputs = torch.cat([inputs, scale_in_h * h], -1)
         vec, feat = self.network(scale_in * x, inputs, graph.batch, t, graph.edge_index,
-                                 graph.edge_attr)
+                                 graph.edge_attr, **extra)
         den = center(skip * x + out * vec, graph.batch)
         return den, (skip_h * h + out_h * feat if h is not None else None)
 

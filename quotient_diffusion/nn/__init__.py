@@ -14,14 +14,21 @@ exactly those edges; without, it builds its own graph per molecule (``graph='ful
 Networks: 'egnn' (:class:`EGNN`, E(3)-equivariant), 'e3nn' (:class:`TensorProductNetwork`,
 E(3)-equivariant) and 'transformer' (:class:`AtomTransformer`, not equivariant: train it with
 rotation augmentation). :mod:`quotient_diffusion.nn.testing` checks the symmetries.
+
+Stereochemistry (:mod:`.stereo`): ``get_network(..., stereo=True)`` builds an EGNN that also
+takes ``stereo=StereoInputs(...)`` (chirality pseudoscalars and cis/trans pair columns); the
+other networks refuse it.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from torch import nn
 
 from .egnn import EGNN
 from .graph import build_graph, full_graph, knn_graph, radius_graph
+from .stereo import StereoInputs
 from .tensor_product import TensorProductNetwork
 from .transformer import AtomTransformer
 
@@ -29,6 +36,7 @@ __all__ = [
     "EGNN",
     "TensorProductNetwork",
     "AtomTransformer",
+    "StereoInputs",
     "NETWORKS",
     "EQUIVARIANT_NETWORKS",
     "get_network",
@@ -53,13 +61,20 @@ def get_network(
     hidden: int = 64,
     layers: int = 4,
     edge_features: int = 0,
+    stereo: bool = False,
     **options,
 ) -> nn.Module:
-    """Build a network by name ('egnn', 'e3nn', 'transformer'); ``options`` go to its class."""
+    """Build a network by name ('egnn', 'e3nn', 'transformer'); ``options`` go to its class.
+    ``stereo`` asks for a network that takes stereo inputs (ValueError for one that cannot)."""
     try:
         cls = NETWORKS[name]
     except KeyError:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}") from None
+    if stereo:
+        if "stereo" not in inspect.signature(cls).parameters:
+            raise ValueError(f"network {name!r} takes no stereo inputs (chirality needs a "
+                             "pseudoscalar input that only 'egnn' reads)")
+        options["stereo"] = True
     return cls(
         in_features=in_features,
         out_features=out_features,

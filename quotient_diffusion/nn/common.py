@@ -92,8 +92,11 @@ class FlatGraphNetwork(nn.Module):
     """Base of the denoisers: input/output sizes and the message-graph options.
 
     ``graph`` ('full', 'knn', 'radius'), ``k`` and ``cutoff`` choose the graph a network builds
-    for itself when the task passes no edges (:meth:`edges`).
+    for itself when the task passes no edges (:meth:`edges`). ``stereo`` tells whether the
+    network takes stereo inputs (:mod:`.stereo`); only the EGNN can.
     """
+
+    stereo: bool = False
 
     def __init__(
         self,

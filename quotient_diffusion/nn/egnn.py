@@ -16,6 +16,16 @@ normaliser, EDM's sum aggregation) and r = ``coords_range`` (EDM's tanh variant)
 the displacement vec = x_L - x_0 (equivariant, translation invariant) and feat = W h_L
 (invariant).
 
+Stereo (``stereo=True``, :mod:`.stereo`): four more edge scalars close the vector of phi_e,
+
+    [..., RBF(d_ij), z_ij^cis, z_ij^trans, chi_i(x), chi_j(x)],
+
+the cis/trans columns of the pair and the chirality pseudoscalar of the target and of the source
+atom, computed in every layer from that layer's coordinates x. The network is then
+SO(3)-equivariant, and O(3)-equivariant only for molecules without stereo centres. The new
+scalars come last so that a model trained without them extends to one with them by zero
+columns in phi_e's first layer (``qdiff train --init-from``), computing the same function.
+
 Speed: the first layer of phi_e is linear, W [h_i, h_j, s_ij] = W_t h_i + W_s h_j + W_e s_ij, so
 W_t h and W_s h are computed once per atom and gathered per edge: the only per-edge matmul of
 width hidden x hidden per layer is phi_e's second layer and phi_x's hidden layer.
@@ -29,6 +39,7 @@ from torch.nn import functional as fn
 
 from ..scatter import scatter_sum
 from .common import FlatGraphNetwork, LayerTimeEmbedding, gaussian_rbf, node_inputs
+from .stereo import STEREO_EDGE_SCALARS, StereoInputs, chirality
 
 __all__ = ["EGNN", "EGNNLayer"]
 
@@ -58,8 +69,10 @@ class EGNNLayer(nn.Module):
         edge_index: torch.Tensor,
         edge_scalars: torch.Tensor,
         rbf: tuple[torch.Tensor, float] | None = None,
+        stereo: StereoInputs | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer; ``rbf`` = (centres, width) adds the radial basis of its distances."""
+        """One layer; ``rbf`` = (centres, width) adds the radial basis of its distances,
+        ``stereo`` the cis/trans columns and the chiralities of this layer's coordinates."""
         source, target = edge_index
         n = h.shape[0]
         diff = x.index_select(0, target) - x.index_select(0, source)
@@ -67,6 +80,10 @@ class EGNNLayer(nn.Module):
         s = [d2, edge_scalars]
         if rbf is not None:
             s.append(gaussian_rbf((d2 + 1e-8).sqrt(), *rbf))
+        if stereo is not None:
+            chi = chirality(x, stereo.centres, stereo.signs)
+            s += [stereo.pairs.to(x.dtype), chi.index_select(0, target).unsqueeze(-1),
+                  chi.index_select(0, source).unsqueeze(-1)]
         s = torch.cat(s, -1)
         m = self.message_target(h).index_select(0, target)
         m = m + self.message_source(h).index_select(0, source)
@@ -87,7 +104,9 @@ class EGNN(FlatGraphNetwork):
     given), ``norm`` (aggregation normaliser Z, default 1 as in EDM's QM9 model),
     ``coords_range`` (default 15), ``time_features`` (Fourier frequencies of the per-layer time
     embedding, 0 = time only as an input feature), ``num_rbf`` and ``max_radius`` (radial basis
-    of the layer distances, 0 = squared distance only).
+    of the layer distances, 0 = squared distance only). ``stereo`` (set by
+    :func:`~quotient_diffusion.nn.get_network`, not an option) adds the stereo edge scalars;
+    ``forward`` then needs ``stereo`` inputs and the task's edges.
     """
 
     def __init__(
@@ -105,12 +124,14 @@ class EGNN(FlatGraphNetwork):
         time_features: int = 8,
         num_rbf: int = 16,
         max_radius: float = 6.0,
+        stereo: bool = False,
     ):
         super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
+        self.stereo = stereo
         self.embed = nn.Linear(in_features + 1, hidden)
         self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
-        # d^2 of the layer, d^2 of the input, e_ij, RBF(d) of the layer
-        edge_scalars = 2 + edge_features + num_rbf
+        # d^2 of the layer, d^2 of the input, e_ij, RBF(d) of the layer, then the stereo scalars
+        edge_scalars = 2 + edge_features + num_rbf + (STEREO_EDGE_SCALARS if stereo else 0)
         rbf_centres = torch.linspace(0.0, max_radius, num_rbf)
         self.register_buffer("rbf_centres", rbf_centres, persistent=False)
         self.rbf_width = max_radius / max(num_rbf, 1)
@@ -127,9 +148,21 @@ class EGNN(FlatGraphNetwork):
         t: torch.Tensor,
         edge_index: torch.Tensor | None = None,
         edge_attr: torch.Tensor | None = None,
+        stereo: StereoInputs | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(vec (n, 3), feat (n, out_features) or None); see the module docstring."""
+        """(vec (n, 3), feat (n, out_features) or None); see the module docstring. ``stereo``
+        is required by a network built with ``stereo=True`` and refused by any other."""
+        if self.stereo and stereo is None:
+            raise ValueError("this EGNN was built with stereo=True: pass its stereo inputs")
+        if stereo is not None and not self.stereo:
+            raise ValueError("this EGNN was built without stereo: it takes no stereo inputs")
+        if stereo is not None and edge_index is None:
+            raise ValueError("stereo inputs need the task's edges (their cis/trans columns "
+                             "follow edge_index)")
         edge_index, edge_attr = self.edges(pos, batch, edge_index, edge_attr)
+        if stereo is not None and stereo.pairs.shape != (edge_index.shape[1], 2):
+            raise ValueError(f"stereo pairs have shape {tuple(stereo.pairs.shape)}; expected "
+                             f"({edge_index.shape[1]}, 2)")
         diff0 = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         edge_scalars = torch.cat([(diff0 * diff0).sum(-1, keepdim=True), edge_attr], -1)
         h = self.embed(node_inputs(node_attr, batch, t))
@@ -139,6 +172,6 @@ class EGNN(FlatGraphNetwork):
         for i, layer in enumerate(self.layers):
             if time is not None:
                 h = h + time[:, i]
-            h, x = layer(h, x, edge_index, edge_scalars, rbf)
+            h, x = layer(h, x, edge_index, edge_scalars, rbf, stereo)
         feat = self.readout(h) if self.readout is not None else None
         return x - pos, feat

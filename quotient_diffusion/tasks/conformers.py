@@ -6,8 +6,17 @@ molecules (the conformer benchmark's) are removed from training and validation, 
 RDKit canonical SMILES without stereochemistry.
 
 Options (``task.options``): ``exclude_geom_test`` (default true), ``num_val`` (default 512),
-``quality_molecules`` (validation molecules sampled for the learning curve, default 64).
-``task.limit`` caps the number of training molecules (the first ones of the EDM training split).
+``quality_molecules`` (validation molecules sampled for the learning curve, default 64),
+``stereo`` (default false). ``task.limit`` caps the number of training molecules (the first
+ones of the EDM training split).
+
+Stereo (``stereo: true``): every graph also carries its stereo inputs
+(:func:`~quotient_diffusion.chem.stereo.stereo_features`; the maths in
+:mod:`quotient_diffusion.nn.stereo`), perceived from the DFT geometry for training molecules
+(QM9's SMILES carry no stereo) and read from the input's requested stereo at inference, and the
+network (an EGNN) sees the chirality of every tetrahedral centre in every layer and cis/trans
+pair columns for stereo double bonds. Off by default, so that models trained without it load
+and run unchanged; ``qdiff train --init-from`` extends such a model to a stereo one.
 """
 
 from __future__ import annotations
@@ -27,15 +36,17 @@ from ..chem.featurize import (
     featurize,
     full_edge_index,
 )
+from ..chem.stereo import StereoFeatures, stereo_features
 from ..data import Graph, collate
 from ..data.paths import data_root
 from ..diffusion import DiffusionModel, SamplerConfig
 from ..groups import SE3
+from ..nn.stereo import CHIRAL_INDEX, CHIRAL_SIGN, PAIR_STEREO
 from ..scatter import scatter_sum
 from .base import Task
 
 __all__ = ["ConformerTask", "ConformerDataset", "molecule_graph", "geom_qm9_test_smiles",
-           "canonical_no_stereo"]
+           "canonical_no_stereo", "stereo_extras"]
 
 GEOM_QM9_TEST = "geom_qm9/test_smiles_corrected.csv"
 #: per-coordinate standard deviation of centred QM9 geometries with hydrogens (Angstrom),
@@ -66,28 +77,54 @@ def geom_qm9_test_smiles(data_dir: str | Path | None = None) -> list[str]:
         return [r.get("corrected_smiles") or r["smiles"] for r in csv.DictReader(fh)]
 
 
-def molecule_graph(feats: MolFeatures, pos: np.ndarray | torch.Tensor | None) -> Graph:
-    """A :class:`Graph` (fully connected, one-hot features) from compact features."""
+def stereo_extras(
+    stereo: StereoFeatures, num_atoms: int, edge_index: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The graph extras of :mod:`~quotient_diffusion.nn.stereo` for one molecule: its centres
+    (``chiral_index``, atom numbers offset by ``collate``), their signs and the cis/trans
+    columns of every edge of ``edge_index`` (one-hot, zero for other pairs)."""
+    dense = np.zeros((num_atoms, num_atoms), dtype=np.int64)
+    if len(stereo.pairs):
+        dense[stereo.pairs[:, 0], stereo.pairs[:, 1]] = stereo.pairs[:, 2]
+    source, target = edge_index.numpy()
+    codes = torch.from_numpy(dense[target, source])
+    return {CHIRAL_INDEX: torch.from_numpy(stereo.centres),
+            CHIRAL_SIGN: torch.from_numpy(stereo.signs).float(),
+            PAIR_STEREO: torch.nn.functional.one_hot(codes, 3)[:, 1:].float()}
+
+
+def molecule_graph(
+    feats: MolFeatures,
+    pos: np.ndarray | torch.Tensor | None,
+    stereo: StereoFeatures | None = None,
+) -> Graph:
+    """A :class:`Graph` (fully connected, one-hot features) from compact features; with
+    ``stereo``, its stereo inputs as extras (:func:`stereo_extras`)."""
     n = feats.num_atoms
     positions = torch.zeros(n, 3) if pos is None else torch.as_tensor(pos, dtype=torch.float32)
+    edge_index = full_edge_index(torch.tensor([n]))
     return Graph(
         pos=positions,
         node_attr=torch.from_numpy(feats.atoms).float(),
-        edge_index=full_edge_index(torch.tensor([n])),
+        edge_index=edge_index,
         edge_attr=expand_pairs(torch.from_numpy(feats.pairs)),
+        extras={} if stereo is None else stereo_extras(stereo, n, edge_index),
     )
 
 
 class ConformerDataset(Sequence):
-    """QM9 molecules as graphs, featurised on first use (compact features memoised)."""
+    """QM9 molecules as graphs, featurised on first use (compact features memoised); with
+    ``stereo``, the stereo inputs perceived from each DFT geometry too."""
 
-    def __init__(self, qm9, entries: np.ndarray):
+    def __init__(self, qm9, entries: np.ndarray, stereo: bool = False):
         self.qm9 = qm9
         self.entries = np.asarray(entries)
+        self.stereo = stereo
         self._features = lru_cache(maxsize=None)(self._featurize)
 
-    def _featurize(self, entry: int) -> MolFeatures:
-        return featurize(self.qm9.molecule(entry))
+    def _featurize(self, entry: int) -> tuple[MolFeatures, StereoFeatures | None]:
+        mol = self.qm9.molecule(entry)
+        return featurize(mol), (stereo_features(mol, from_3d=True) if self.stereo else None)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -96,12 +133,19 @@ class ConformerDataset(Sequence):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         entry = int(self.entries[i])
-        return molecule_graph(self._features(entry), self.qm9.positions_of(entry))
+        feats, stereo = self._features(entry)
+        return molecule_graph(feats, self.qm9.positions_of(entry), stereo)
 
 
 class ConformerTask(Task):
     name = "conformers"
-    OPTIONS = {"exclude_geom_test": bool, "num_val": int, "quality_molecules": int}
+    OPTIONS = {"exclude_geom_test": bool, "num_val": int, "quality_molecules": int,
+               "stereo": bool}
+
+    @property
+    def stereo(self) -> bool:
+        """Whether the model takes stereo inputs (task option ``stereo``)."""
+        return bool(self.config.task.options.get("stereo", False))
 
     def _excluded_entries(self, qm9) -> np.ndarray:
         if not self.config.task.options.get("exclude_geom_test", True):
@@ -123,7 +167,8 @@ class ConformerTask(Task):
             train = train[: self.config.task.limit]
         num_val = self.config.task.options.get("num_val", 512)
         val = np.random.RandomState(1).permutation(val)[:num_val]
-        return ConformerDataset(qm9, train), ConformerDataset(qm9, val)
+        return (ConformerDataset(qm9, train, self.stereo),
+                ConformerDataset(qm9, val, self.stereo))
 
     def sigma_data(self) -> float:
         return QM9_SIGMA_DATA
@@ -163,4 +208,5 @@ class ConformerTask(Task):
 
         m = self.config.model
         return get_network(m.network, in_features=ATOM_FEATURES, out_features=0, hidden=m.hidden,
-                           layers=m.layers, edge_features=PAIR_FEATURES, **m.network_options)
+                           layers=m.layers, edge_features=PAIR_FEATURES, stereo=self.stereo,
+                           **m.network_options)

@@ -4,6 +4,7 @@ from .checkpoint import CheckpointError, export_weights, load_checkpoint, save_c
 from .config import ConfigError, ModelConfig, OptimConfig, RunConfig, TaskConfig, TrainConfig
 from .ema import EMA
 from .loop import load_trained_model, train
+from .warm_start import warm_start
 
 __all__ = [
     "TrainConfig",
@@ -19,4 +20,5 @@ __all__ = [
     "export_weights",
     "train",
     "load_trained_model",
+    "warm_start",
 ]

@@ -14,6 +14,10 @@ steps and every ``checkpoint_minutes``), ``final.pt`` (when ``optim.steps`` is r
 ``metrics.jsonl`` (one JSON object per log line) and the learning curve ``curve.json`` /
 ``curve.png`` (validation loss by noise level and the task's quality metrics). The checkpoint
 carries the run's ``history`` (one entry per session: steps, wall time, date) and its curve.
+
+``init_from`` starts a new run (step 0, fresh optimiser) from another checkpoint's EMA weights
+(:func:`~.warm_start.warm_start`: equal shapes copied, grown Linear inputs zero-padded); the
+first session of its history names that checkpoint. It cannot be combined with ``resume``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .config import ConfigError, TrainConfig
 from .curve import write_curve
 from .ema import EMA
 from .schedule import learning_rate
+from .warm_start import warm_start
 
 __all__ = ["train", "load_trained_model", "upgrade_config"]
 
@@ -97,15 +102,21 @@ def train(
     progress: bool = True,
     hours: float | None = None,
     until_step: int | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train the task's model; returns the path of the checkpoint written last (``final.pt``
     when ``optim.steps`` were reached, else ``last.pt``).
 
     ``hours`` (wall time) and ``until_step`` end this session early, with a checkpoint that
     ``resume`` continues exactly; the learning-rate schedule always spans ``optim.steps``.
+    ``init_from`` initialises a new run from that checkpoint's EMA weights (module docstring;
+    :class:`~.checkpoint.CheckpointError` when they do not fit the model).
     """
     from ..tasks import get_task
 
+    if resume and init_from is not None:
+        raise ValueError("resume and init_from cannot be combined: a resumed run continues "
+                         "its own weights")
     if hours is not None and hours <= 0:
         raise ValueError(f"hours must be positive, got {hours}")
     if until_step is not None and until_step < 1:
@@ -121,6 +132,8 @@ def train(
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
     model = task.build_model()
+    if init_from is not None:
+        warm_start(model, init_from)
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
@@ -146,6 +159,8 @@ def train(
     session = {"start_step": step, "end_step": step, "wall_s": 0.0,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "threads": torch.get_num_threads(), "world_size": world}
+    if init_from is not None:
+        session["init_from"] = str(init_from)
     history = [*history, session]
     t0 = time.perf_counter()
 
