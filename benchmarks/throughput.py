@@ -1,33 +1,47 @@
-"""Throughput of the score networks on QM9-sized flat batches, against the FLOP floor.
+"""Throughput of the score networks on QM9-sized flat batches, side by side with EDM's pattern.
 
-For each network ('egnn', 'e3nn', 'transformer') and size (hidden 64 / 4 layers, 128 / 6,
-256 / 9) it times, side by side in one run (the repeats interleave the networks, so that a
-change of machine load hits all of them alike):
+Everything is measured in one process, in one run; no number is typed in. For each network
+('egnn', 'e3nn', 'transformer', 'edm-padded') and size (hidden 64 / 4 layers, 128 / 6, 256 / 9)
+it times
 
 * a training step: DiffusionModel.training_loss (quotient treatment, EDM's de novo setting:
   one-hot atom types + charge diffused with the coordinates) + backward + Adam, batch of 64
-  molecules;
+  QM9 training molecules;
 * a sampling step: one step of the quotient SDE sampler (denoiser, projection, curvature,
-  projected noise) for 100 molecules;
-* the FLOPs of each (torch.utils.flop_counter: matrix products only) and the floor
-  FLOPs / (measured matmul throughput of this machine at the same thread count);
-* the quotient treatment's own cost (projection, curvature; alignment for the GeoDiff and AF3
-  heuristics) timed alone on the same tensors, as a fraction of the steps;
-* 'edm-padded': EDM's computation pattern re-implemented for this comparison (every molecule
-  padded to the largest of the batch, the padded graph fully connected with masks, edge and
-  coordinate MLPs on concatenated [h_i, h_j, d^2, d0^2], attention gate). Its time next to ours
-  calibrates the machine's load against EDM's published reference (460 ms per training step at
-  64 / 4 on an idle machine of this kind).
+  projected noise) for 100 molecules.
 
+The networks' repeats interleave (network A, B, C, D, then A, B, C, D again, ...), so that a change
+of machine load hits all of them alike; each time is the median over the repeats, and each
+speed-up is the ratio of medians, with its range over the repeats (ratio of the times taken in
+the same round).
+
+'edm-padded' is EDM's EGNN (Hoogeboom et al. 2022, ``egnn/egnn_new.py`` with the QM9 settings:
+inv_sublayers 1, attention, tanh coordinates with range 15, norm_constant 1, sum aggregation with
+normalisation factor 1) written here in its dense, padded formulation, as EDM's code runs it:
+every molecule padded to the largest of the batch, all N_max^2 slot pairs of a molecule as
+edges (self pairs and padding masked), edge and coordinate MLPs on the concatenation
+[h_i, h_j, d_ij^2, d0_ij^2], a sigmoid attention gate, ``scatter_add_`` aggregation. Both sides
+sit in the same DiffusionModel wrapper, so the ratio compares the networks.
+
+FLOP floor: the matrix-product FLOPs of each step (``torch.utils.flop_counter``, which counts the
+forward and the backward products of a training step, about 3x the forward's; element-wise work
+counts zero) divided by the machine's float32 GEMM throughput measured in the same run (1024^3
+products, best of 5, at the start and at the end). ``achieved / peak`` = (step FLOPs / step time)
+/ GEMM throughput = floor time / measured time.
+
+Also: the quotient treatment's own cost (projection, curvature; alignment for the GeoDiff and
+AF3 heuristics) timed alone on the same tensors, and a profile of where a 64 / 4 training step
+spends its time.
+
+    python benchmarks/throughput.py --quick                 # 64 / 4, egnn vs edm-padded: < 1 min
+    python benchmarks/throughput.py --threads 2             # all sizes and networks (tens of min)
+    python benchmarks/throughput.py --quick --threads 2 --compile --tag compile   # torch.compile
+    python benchmarks/throughput.py --counts-only --sample-steps 1   # parameters, FLOPs; no timing
+
+Writes benchmarks/results/throughput.json and .md (--quick: throughput.quick.*; --counts-only:
+throughput.counts.*; --tag adds parts to the name); docs/benchmarks/throughput.md discusses them.
 Molecules come from QM9 (qm9pack) when it is installed, else sizes drawn from a QM9-like
 distribution (mean 18 atoms, 3 to 29).
-
-    python benchmarks/throughput.py --quick                 # 64 / 4 only, about a minute
-    python benchmarks/throughput.py --threads 2             # all sizes (tens of minutes)
-    python benchmarks/throughput.py --threads 2 --compile   # + torch.compile of the EGNN
-
-Writes benchmarks/results/throughput.json and .md (--quick: throughput.quick.*);
-docs/benchmarks/throughput.md discusses them.
 """
 
 from __future__ import annotations
@@ -53,32 +67,51 @@ from quotient_diffusion.diffusion.treatments import get_treatment
 from quotient_diffusion.groups import center
 from quotient_diffusion.nn import get_network
 from quotient_diffusion.nn.common import node_inputs
-from quotient_diffusion.scatter import scatter_sum
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = [(64, 4), (128, 6), (256, 9)]
 NETWORKS = ["egnn", "e3nn", "transformer", "edm-padded"]
+QUICK_NETWORKS = ["egnn", "edm-padded"]
 FEATURES = 6  # one-hot H, C, N, O, F + charge (EDM's QM9 node features)
-#: EDM's reference code on an idle machine of this kind (torch 2.13 CPU, 2 threads, median of 5)
-EDM_TRAIN_MS = {(64, 4): 460.0, (128, 6): 2000.0, (256, 9): 16000.0}
-EDM_SAMPLE_MS = {(64, 4): 190.0, (128, 6): 730.0, (256, 9): 6200.0}
+TRAIN_MOLECULES, SAMPLE_MOLECULES = 64, 100
+PADDED = "edm-padded"
 
 
 # ----------------------------------------------------------------------------- EDM's pattern
-class PaddedEGNN(nn.Module):
-    """EDM's EGNN computation pattern on padded batches, for timing comparisons only.
+def unsorted_segment_sum(
+    data: torch.Tensor, segment_ids: torch.Tensor, num_segments: int, normalization_factor: float
+) -> torch.Tensor:
+    """EDM's aggregation: ``scatter_add_`` into zeros, divided by the normalisation factor."""
+    result = data.new_zeros(num_segments, data.shape[1])
+    result.scatter_add_(0, segment_ids.unsqueeze(-1).expand(-1, data.shape[1]), data)
+    return result / normalization_factor
 
-    The flat batch is scattered into B x N_max slots; every slot pair of a molecule is an edge
-    (B N_max^2 of them, self pairs and padding masked out); per layer an edge MLP on
-    [h_i, h_j, d_ij^2, d0_ij^2] with a sigmoid attention gate, a node MLP, and a coordinate MLP
-    on the same concatenation after the node update (EDM's EquivariantBlock with one invariant
-    sublayer, tanh coordinates, range 15, sum aggregation).
+
+class PaddedEGNN(nn.Module):
+    """EDM's EGNN on padded batches (QM9 settings), for timing comparisons only.
+
+    The flat batch is scattered into B x N_max slots and every slot pair of a molecule is an
+    edge (B N_max^2 of them; self pairs and padding are computed and masked out, as in EDM's
+    ``get_adj_matrix`` + ``edge_mask``). Per layer (EDM's EquivariantBlock with one invariant
+    sublayer): the GCL edge MLP on [h_i, h_j, d_ij^2, d0_ij^2] with a sigmoid attention gate,
+    masked, summed into the node MLP on [h, agg] with a residual; then the coordinate MLP on the
+    same concatenation with the updated h, tanh times the range, times the normalised difference
+    (x_i - x_j) / (|x_i - x_j| + 1), masked and summed.
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: int, layers: int):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: int,
+        layers: int,
+        coords_range: float = 15.0,
+        normalization_factor: float = 1.0,
+    ):
         super().__init__()
-        self.embed = nn.Linear(in_features + 1, hidden)
+        self.coords_range, self.normalization_factor = coords_range, normalization_factor
+        self.embed = nn.Linear(in_features + 1, hidden)  # + time, as EDM's dynamics appends it
         cat = 2 * hidden + 2
         self.edge_mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(cat, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
@@ -101,7 +134,16 @@ class PaddedEGNN(nn.Module):
         )
         self.readout = nn.Linear(hidden, out_features)
 
-    def forward(self, pos, node_attr, batch, t, edge_index=None, edge_attr=None):
+    def forward(
+        self,
+        pos: torch.Tensor,
+        node_attr: torch.Tensor,
+        batch: torch.Tensor,
+        t: torch.Tensor,
+        edge_index: torch.Tensor | None = None,
+        edge_attr: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coordinate update, node output) per atom of the flat batch; the graph is its own."""
         counts = torch.bincount(batch)
         nb, nmax = counts.numel(), int(counts.max())
         offsets = torch.cumsum(counts, 0) - counts
@@ -119,23 +161,27 @@ class PaddedEGNN(nn.Module):
         d0 = ((x[row] - x[col]) ** 2).sum(-1, keepdim=True)
         x0 = x
         h = self.embed(h) * node_mask
+        norm = self.normalization_factor
         for edge_mlp, att, node_mlp, coord_mlp in zip(
             self.edge_mlps, self.attention, self.node_mlps, self.coord_mlps
         ):
             diff = x[row] - x[col]
             radial = (diff * diff).sum(-1, keepdim=True)
+            diff = diff / ((radial + 1e-8).sqrt() + 1.0)
             pair = torch.cat([radial, d0], -1)
             m = edge_mlp(torch.cat([h[row], h[col], pair], -1))
             m = m * torch.sigmoid(att(m)) * edge_mask
-            h = (h + node_mlp(torch.cat([h, scatter_sum(m, row, slots)], -1))) * node_mask
-            phi = torch.tanh(coord_mlp(torch.cat([h[row], h[col], pair], -1))) * 15.0
-            step = diff / ((radial + 1e-8).sqrt() + 1.0) * phi * edge_mask
-            x = (x + scatter_sum(step, row, slots)) * node_mask
-        return (x - x0)[slot], self.readout(h)[slot]
+            h = h + node_mlp(torch.cat([h, unsorted_segment_sum(m, row, slots, norm)], -1))
+            h = h * node_mask
+            phi = torch.tanh(coord_mlp(torch.cat([h[row], h[col], pair], -1))) * self.coords_range
+            step = diff * phi * edge_mask
+            x = (x + unsorted_segment_sum(step, row, slots, norm)) * node_mask
+        return (x - x0)[slot], (self.readout(h) * node_mask)[slot]
 
 
 def build_network(name: str, hidden: int, layers: int) -> nn.Module:
-    if name == "edm-padded":
+    """One of the package's networks, or EDM's padded pattern, with EDM's QM9 in/out features."""
+    if name == PADDED:
         return PaddedEGNN(FEATURES, FEATURES, hidden, layers)
     return get_network(
         name, in_features=FEATURES, out_features=FEATURES, hidden=hidden, layers=layers
@@ -162,7 +208,7 @@ def qm9_molecules(count: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndar
         return mols, "synthetic (QM9-like sizes)"
 
 
-def make_graph(molecules) -> GraphBatch:
+def make_graph(molecules: list[tuple[np.ndarray, np.ndarray]]) -> GraphBatch:
     """EDM's de novo setting: no conditioning; diffused features [one-hot, charge / 9]."""
     graphs = []
     for z, xyz in molecules:
@@ -180,7 +226,7 @@ def make_graph(molecules) -> GraphBatch:
 
 
 # ----------------------------------------------------------------------------- timing
-def matmul_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
     """Best-of-``repeats`` float32 GEMM throughput (GFLOP/s) at the current thread count."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
@@ -193,6 +239,7 @@ def matmul_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
 
 
 def count_flops(fn_: Callable[[], object]) -> int:
+    """Matrix-product FLOPs of one call (forward and backward, as dispatched)."""
     with FlopCounterMode(display=False) as counter:
         fn_()
     return int(counter.get_total_flops())
@@ -213,6 +260,7 @@ class Case:
     ):
         torch.manual_seed(0)
         self.name = name + (" (compiled)" if compile_net else "")
+        self.compiled = compile_net
         net = build_network(name, hidden, layers)
         self.params = sum(p.numel() for p in net.parameters())
         if compile_net:
@@ -224,17 +272,26 @@ class Case:
         self.gen = torch.Generator().manual_seed(0)
 
     def train_step(self) -> None:
+        """Loss, backward and one Adam step on the training batch."""
         loss, _ = self.model.training_loss(self.train_graph, self.gen)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
+    def forward_only(self) -> None:
+        """The training loss alone, without gradients (for the forward FLOP count)."""
+        with torch.no_grad():
+            self.model.training_loss(self.train_graph, self.gen)
+
     def sample_run(self) -> None:
+        """``sample_steps`` steps of the quotient SDE on the sampling batch."""
         config = SamplerConfig(steps=self.sample_steps, method="sde")
         self.model.sample(self.sample_graph, config, self.gen)
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1):
+def interleaved(
+    fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
     """Seconds per call of each function; repeats interleave the functions."""
     for f in fns.values():
         for _ in range(warmup):
@@ -248,7 +305,17 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 
     return times
 
 
-def treatment_costs(graph: GraphBatch, sample: GraphBatch, repeats: int) -> dict[str, float]:
+def speedup(reference: list[float], times: list[float]) -> dict[str, float]:
+    """Ratio of medians, and the range of the per-round ratios (same round = same load)."""
+    rounds = [r / t for r, t in zip(reference, times)]
+    return {
+        "median_ratio": statistics.median(reference) / statistics.median(times),
+        "min_round": min(rounds),
+        "max_round": max(rounds),
+    }
+
+
+def treatment_costs(graph: GraphBatch, sample: GraphBatch, repeats: int) -> dict:
     """Milliseconds of the treatments' own operations, alone, on the benchmark's tensors.
 
     Training: loss + backward to the denoiser output (quotient: projection at x_t; GeoDiff / AF3:
@@ -262,10 +329,10 @@ def treatment_costs(graph: GraphBatch, sample: GraphBatch, repeats: int) -> dict
     den = (x1 + 0.1 * torch.randn(x1.shape, generator=gen)).requires_grad_(True)
     weight = torch.ones(graph.num_graphs)
 
-    def loss_of(name):
+    def loss_of(name: str) -> Callable[[], None]:
         treatment = get_treatment(name)
 
-        def run():
+        def run() -> None:
             treatment.loss(den, x1, xt, batch, weight).mean().backward()
             den.grad = None
 
@@ -276,9 +343,14 @@ def treatment_costs(graph: GraphBatch, sample: GraphBatch, repeats: int) -> dict
     v, s = torch.randn_like(xs), torch.randn_like(xs)
     z, eta = torch.randn_like(xs), torch.full((xs.shape[0], 1), 0.3)
 
-    def drift_of(name):
+    def drift_of(name: str) -> Callable[[], None]:
         treatment = get_treatment(name)
-        return lambda: (treatment.drift(v, xs, sb, s, eta), treatment.noise(z, xs, sb))
+
+        def run() -> None:
+            treatment.drift(v, xs, sb, s, eta)
+            treatment.noise(z, xs, sb)
+
+        return run
 
     fns = {f"loss {k}": loss_of(k) for k in ("conventional", "quotient", "geodiff", "af3")}
     fns |= {f"drift {k}": drift_of(k) for k in ("conventional", "quotient")}
@@ -317,53 +389,161 @@ def profile_breakdown(case: Case) -> dict[str, float]:
     return {k: v / total for k, v in groups.items()}
 
 
+def step_flops(case: Case, sample_steps: int) -> dict[str, float]:
+    """GFLOP of the matrix products of a training step (forward + backward), of its forward
+    alone, and of one sampling step; the calls double as warm-up."""
+    return {
+        "train_gflop": count_flops(case.train_step) / 1e9,
+        "forward_gflop": count_flops(case.forward_only) / 1e9,
+        "sample_gflop": count_flops(case.sample_run) / sample_steps / 1e9,
+    }
+
+
+def count_size(
+    hidden: int, layers: int, args: argparse.Namespace, train: GraphBatch, sample: GraphBatch
+) -> list[dict]:
+    """Rows (one per network) of one size with parameters and FLOPs only (no timing)."""
+    rows = []
+    for name in args.networks:
+        case = Case(name, hidden, layers, train, sample, args.sample_steps)
+        rows.append(
+            {
+                "network": name,
+                "hidden": hidden,
+                "layers": layers,
+                "params": case.params,
+                **step_flops(case, args.sample_steps),
+            }
+        )
+        print(f"  {name:12s} {hidden} / {layers}: {rows[-1]['train_gflop']:.2f} GFLOP", flush=True)
+    return rows
+
+
+def time_size(
+    hidden: int, layers: int, args: argparse.Namespace, train: GraphBatch, sample: GraphBatch
+) -> list[dict]:
+    """Rows (one per network) of one size: times, FLOPs, speed-ups, treatment overhead."""
+    cases = [Case(n, hidden, layers, train, sample, args.sample_steps) for n in args.networks]
+    if args.compile:
+        cases.append(Case("egnn", hidden, layers, train, sample, args.sample_steps, True))
+    print(f"hidden {hidden} / {layers} layers: timing {[c.name for c in cases]}", flush=True)
+    # the FLOP-counted first calls double as warm-up (compiled networks: plain warm-up)
+    flops = {}
+    for c in cases:
+        if c.compiled:
+            c.train_step()
+            c.sample_run()
+            flops[c.name] = {"train_gflop": 0.0, "forward_gflop": 0.0, "sample_gflop": 0.0}
+        else:
+            flops[c.name] = step_flops(c, args.sample_steps)
+    train_t = interleaved({c.name: c.train_step for c in cases}, args.repeats, warmup=0)
+    sample_t = interleaved({c.name: c.sample_run for c in cases}, args.repeats, warmup=0)
+    sample_t = {k: [v / args.sample_steps for v in vs] for k, vs in sample_t.items()}
+    overhead = treatment_costs(train, sample, max(args.repeats, 5))
+    rows = []
+    for c in cases:
+        train_ms = 1e3 * statistics.median(train_t[c.name])
+        sample_ms = 1e3 * statistics.median(sample_t[c.name])
+        row = {
+            "network": c.name,
+            "hidden": hidden,
+            "layers": layers,
+            "params": c.params,
+            "train_ms": train_ms,
+            "sample_ms": sample_ms,
+            "train_times_ms": [1e3 * v for v in train_t[c.name]],
+            "sample_times_ms": [1e3 * v for v in sample_t[c.name]],
+            **flops[c.name],
+            "overhead_fraction_train": overhead["train_quotient_ms"] / train_ms,
+            "overhead_fraction_sample": overhead["sample_quotient_ms"] / sample_ms,
+        }
+        if PADDED in train_t:
+            row["speedup_vs_padded_train"] = speedup(train_t[PADDED], train_t[c.name])
+            row["speedup_vs_padded_sample"] = speedup(sample_t[PADDED], sample_t[c.name])
+        rows.append(row)
+        print(
+            f"  {c.name:22s} train {train_ms:8.1f} ms  sample {sample_ms:8.1f} ms  "
+            f"{row['train_gflop']:.2f} GFLOP",
+            flush=True,
+        )
+    return [{**r, "overhead": overhead} for r in rows]
+
+
 # ----------------------------------------------------------------------------- report
+def _ratio(r: dict, key: str) -> str:
+    s = r.get(key)
+    if s is None:
+        return "-"
+    return f"{s['median_ratio']:.2f}x ({s['min_round']:.2f}..{s['max_round']:.2f})"
+
+
 def to_markdown(rows: list[dict], meta: dict) -> str:
+    """The results as markdown tables (what docs/benchmarks/throughput.md quotes)."""
     lines = [
         "# Throughput of the score networks",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Machine: {meta['cpu']}, {meta['threads']} torch threads, torch {meta['torch']}; "
-        f"load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']} "
-        "(other work shared the cores: absolute times are inflated, ratios taken side by side "
-        "are the robust numbers).  ",
+        f"Date: {meta['date']}. Machine: {meta['cpu']}, {meta['threads']} torch threads, torch "
+        f"{meta['torch']}; load average (1, 5, 15 min) at start {meta['loadavg_start']}, at end "
+        f"{meta['loadavg_end']}.  ",
         f"Data: {meta['data']}; training batch {meta['train_molecules']} molecules "
         f"({meta['train_atoms']} atoms, {meta['train_edges']} edges of the per-molecule full "
-        f"graph), sampling batch {meta['sample_molecules']} molecules.  ",
-        f"Measured GEMM throughput: {meta['matmul_gflops']:.1f} GFLOP/s (float32, 1024^3, "
-        "best of 5, start and end of the run averaged).",
+        f"graph; {meta['padded_edges']} slot pairs padded), sampling batch "
+        f"{meta['sample_molecules']} molecules. Median of {meta['repeats']} interleaved repeats; "
+        f"SDE steps per sampling timing: {meta['sample_sde_steps_per_timing']}.  ",
+        f"Measured GEMM throughput (peak): {meta['matmul_gflops']:.1f} GFLOP/s (float32, 1024^3, "
+        f"best of 5; {meta['matmul_gflops_start']:.1f} at the start, "
+        f"{meta['matmul_gflops_end']:.1f} at the end, averaged).",
         "",
         "| network | hidden / layers | params | train step ms | sample step ms | "
-        "train GFLOP | floor ms | floor / measured | vs edm-padded (train, sample) | "
-        "vs EDM reference (train, sample) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "train GFLOP (fwd+bwd) | fwd GFLOP | train achieved / peak | sample achieved / peak | "
+        "speed-up vs edm-padded, train (range over rounds) | sample |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['network']} | {r['hidden']} / {r['layers']} | {r['params']:,} | "
-            f"{r['train_ms']:.1f} | {r['sample_ms']:.1f} | {r['train_gflop']:.2f} | "
-            f"{r['train_floor_ms']:.1f} | {r['train_floor_fraction']:.2f} | "
-            f"{r['speedup_vs_padded_train']:.2f}x, {r['speedup_vs_padded_sample']:.2f}x | "
-            f"{r['speedup_vs_edm_train']:.2f}x, {r['speedup_vs_edm_sample']:.2f}x |"
+        counted = r["train_gflop"] > 0  # compiled networks are timed, not FLOP-counted
+        flop_cells = (
+            [
+                f"{r['train_gflop']:.2f}",
+                f"{r['forward_gflop']:.2f}",
+                f"{r['train_floor_fraction']:.2f}",
+                f"{r['sample_floor_fraction']:.2f}",
+            ]
+            if counted
+            else ["-"] * 4
         )
+        cells = [
+            r["network"],
+            f"{r['hidden']} / {r['layers']}",
+            f"{r['params']:,}",
+            f"{r['train_ms']:.1f}",
+            f"{r['sample_ms']:.1f}",
+            *flop_cells,
+            _ratio(r, "speedup_vs_padded_train"),
+            _ratio(r, "speedup_vs_padded_sample"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Quotient treatment overhead (its own operations timed alone, same tensors):",
+        "Quotient treatment overhead (its own operations timed alone, same tensors), as a "
+        "share of the EGNN's step:",
         "",
-        "| hidden / layers | network | train: projection ms (% of step) | "
+        "| hidden / layers | train: projection ms (% of step) | "
         "sample: projection + curvature ms (% of step) | GeoDiff / AF3 alignment ms |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|",
     ]
     for r in rows:
         if r["network"] != "egnn":
             continue
         o = r["overhead"]
         lines.append(
-            f"| {r['hidden']} / {r['layers']} | {r['network']} | "
-            f"{o['train_quotient_ms']:.2f} ({100 * o['train_fraction']:.1f}%) | "
-            f"{o['sample_quotient_ms']:.2f} ({100 * o['sample_fraction']:.1f}%) | "
+            f"| {r['hidden']} / {r['layers']} | "
+            f"{o['train_quotient_ms']:.2f} ({100 * r['overhead_fraction_train']:.1f}%) | "
+            f"{o['sample_quotient_ms']:.2f} ({100 * r['overhead_fraction_sample']:.1f}%) | "
             f"{o['train_geodiff_ms']:.2f} / {o['train_af3_ms']:.2f} |"
         )
+    if not meta["profile"]:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "Where a training step (64 / 4) spends its time (profiler, share of self CPU time):",
@@ -371,7 +551,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "| network | matrix products | gathers / scatters | element-wise and other |",
         "|---|---|---|---|",
     ]
-    for name, p in meta.get("profile", {}).items():
+    for name, p in meta["profile"].items():
         lines.append(
             f"| {name} | {100 * p['matmul']:.0f}% | {100 * p['gather_scatter']:.0f}% | "
             f"{100 * p['elementwise_other']:.0f}% |"
@@ -379,123 +559,136 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 / 4 only, 3 repeats")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=None, help="default 5 (3 with --quick)")
-    parser.add_argument("--sample-steps", type=int, default=3, help="SDE steps per timing")
-    parser.add_argument("--networks", nargs="+", default=NETWORKS, choices=NETWORKS)
-    parser.add_argument("--compile", action="store_true", help="also time a compiled EGNN")
-    parser.add_argument("--tag", nargs="*", default=[], help="extra parts of the file names")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    repeats = args.repeats or (3 if args.quick else 5)
-    sizes = SIZES[:1] if args.quick else SIZES
+def counts_markdown(rows: list[dict], meta: dict) -> str:
+    """Parameters and matrix-product FLOPs per step (machine-independent: no timing)."""
+    lines = [
+        "# Score networks: parameters and FLOPs per step (no timing)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}; torch {meta['torch']}. Data: {meta['data']}; training batch "
+        f"{meta['train_molecules']} molecules ({meta['train_atoms']} atoms, "
+        f"{meta['train_edges']} edges of the per-molecule full graph; {meta['padded_edges']} slot "
+        f"pairs when padded to the largest molecule), sampling batch {meta['sample_molecules']} "
+        "molecules. FLOPs: matrix products counted by torch.utils.flop_counter.",
+        "",
+        "| network | hidden / layers | params | train step GFLOP (fwd+bwd) | forward GFLOP | "
+        "sample step GFLOP |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['network']} | {r['hidden']} / {r['layers']} | {r['params']:,} | "
+            f"{r['train_gflop']:.2f} | {r['forward_gflop']:.2f} | {r['sample_gflop']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def machine_meta(args: argparse.Namespace, argv: list[str] | None) -> dict:
+    """Command, CPU, threads, torch version, load and date of this run."""
     meta = {
-        "command": "python benchmarks/throughput.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(
+            ["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
         "torch": torch.__version__,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "repeats": repeats,
+        "repeats": args.repeats,
         "sample_sde_steps_per_timing": args.sample_steps,
     }
     try:
-        meta["cpu"] = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
+        with open("/proc/cpuinfo") as fh:
+            meta["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
-    gflops_start = matmul_gflops(args.threads)
-    train_mols, source = qm9_molecules(64, seed=0)
-    sample_mols, _ = qm9_molecules(100, seed=1)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time every (network, size), write the JSON and markdown results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"64 / 4 only, networks {' '.join(QUICK_NETWORKS)} unless --networks, 3 repeats, "
+        "1 SDE step per sampling timing, no profile",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 5 (3 with --quick)")
+    parser.add_argument(
+        "--sample-steps",
+        type=int,
+        default=None,
+        help="SDE steps per sampling timing (default 3; 1 with --quick)",
+    )
+    parser.add_argument("--networks", nargs="+", default=None, choices=NETWORKS)
+    parser.add_argument("--compile", action="store_true", help="also time a compiled EGNN")
+    parser.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="parameters and FLOPs only, no timing (throughput.counts.*)",
+    )
+    parser.add_argument("--tag", nargs="*", default=[], help="extra parts of the file names")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.sample_steps = args.sample_steps or (1 if args.quick else 3)
+    args.networks = args.networks or (QUICK_NETWORKS if args.quick else NETWORKS)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    meta = machine_meta(args, argv)
+    train_mols, source = qm9_molecules(TRAIN_MOLECULES, seed=0)
+    sample_mols, _ = qm9_molecules(SAMPLE_MOLECULES, seed=1)
     train, sample = make_graph(train_mols), make_graph(sample_mols)
     counts = train.num_nodes_per_graph
     meta |= {
         "data": source,
-        "train_molecules": 64,
-        "sample_molecules": 100,
+        "train_molecules": TRAIN_MOLECULES,
+        "sample_molecules": SAMPLE_MOLECULES,
         "train_atoms": int(counts.sum()),
         "train_edges": int((counts * (counts - 1)).sum()),
-        "padded_edges": int(64 * counts.max() ** 2),
+        "padded_edges": int(TRAIN_MOLECULES * counts.max() ** 2),
     }
-    rows = []
-    for hidden, layers in sizes:
-        cases = [Case(n, hidden, layers, train, sample, args.sample_steps) for n in args.networks]
-        if args.compile:
-            cases.append(Case("egnn", hidden, layers, train, sample, args.sample_steps, True))
-        print(f"hidden {hidden} / {layers} layers: timing {[c.name for c in cases]}", flush=True)
-        # the FLOP-counted first calls double as warm-up (compiled networks: plain warm-up)
-        flops = {}
-        for c in cases:
-            compiled = "compiled" in c.name
-            flops[c.name] = (
-                0 if compiled else count_flops(c.train_step),
-                0 if compiled else count_flops(c.sample_run) / args.sample_steps,
-            )
-            if compiled:
-                c.train_step()
-                c.sample_run()
-        train_t = interleaved({c.name: c.train_step for c in cases}, repeats, warmup=0)
-        sample_t = interleaved({c.name: c.sample_run for c in cases}, repeats, warmup=0)
-        overhead = treatment_costs(train, sample, max(repeats, 5))
-        ms = {c.name: 1e3 * statistics.median(train_t[c.name]) for c in cases}
-        sms = {c.name: 1e3 * statistics.median(sample_t[c.name]) / args.sample_steps for c in cases}
-        padded = "edm-padded" if "edm-padded" in ms else None
-        for c in cases:
-            train_flops, sample_flops = flops[c.name]
-            row = {
-                "network": c.name,
-                "hidden": hidden,
-                "layers": layers,
-                "params": c.params,
-                "train_ms": ms[c.name],
-                "sample_ms": sms[c.name],
-                "train_times_ms": [1e3 * v for v in train_t[c.name]],
-                "sample_times_ms": [1e3 * v / args.sample_steps for v in sample_t[c.name]],
-                "train_gflop": train_flops / 1e9,
-                "sample_gflop": sample_flops / 1e9,
-                "speedup_vs_edm_train": EDM_TRAIN_MS[(hidden, layers)] / ms[c.name],
-                "speedup_vs_edm_sample": EDM_SAMPLE_MS[(hidden, layers)] / sms[c.name],
-                "speedup_vs_padded_train": ms[padded] / ms[c.name] if padded else float("nan"),
-                "speedup_vs_padded_sample": sms[padded] / sms[c.name] if padded else float("nan"),
-                "overhead": {
-                    **overhead,
-                    "train_fraction": overhead["train_quotient_ms"] / ms[c.name],
-                    "sample_fraction": overhead["sample_quotient_ms"] / sms[c.name],
-                },
-            }
-            rows.append(row)
-            print(
-                f"  {c.name:22s} train {row['train_ms']:8.1f} ms  sample {row['sample_ms']:8.1f}"
-                f" ms  {row['train_gflop']:.2f} GFLOP",
-                flush=True,
-            )
+    sizes = SIZES[:1] if args.quick else SIZES
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.counts_only:
+        rows = [r for h, n in sizes for r in count_size(h, n, args, train, sample)]
+        stem = ".".join(["throughput", "counts"] + (["quick"] if args.quick else []) + args.tag)
+        (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        (args.out / f"{stem}.md").write_text(counts_markdown(rows, meta))
+        print(counts_markdown(rows, meta))
+        return
+    gflops_start = matmul_gflops()
+    rows = [r for h, n in sizes for r in time_size(h, n, args, train, sample)]
     meta["profile"] = {}
-    for name in args.networks:
-        case = Case(name, 64, 4, train, sample, args.sample_steps)
-        case.train_step()
-        meta["profile"][name] = profile_breakdown(case)
-    gflops = 0.5 * (gflops_start + matmul_gflops(args.threads))
-    meta["matmul_gflops"] = gflops
-    meta["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    if not args.quick:
+        for name in args.networks:
+            case = Case(name, 64, 4, train, sample, args.sample_steps)
+            case.train_step()
+            meta["profile"][name] = profile_breakdown(case)
+    gflops_end = matmul_gflops()
+    gflops = 0.5 * (gflops_start + gflops_end)
+    meta |= {
+        "matmul_gflops": gflops,
+        "matmul_gflops_start": gflops_start,
+        "matmul_gflops_end": gflops_end,
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+    }
     for row in rows:
         row["train_floor_ms"] = 1e3 * row["train_gflop"] / gflops
         row["sample_floor_ms"] = 1e3 * row["sample_gflop"] / gflops
         row["train_floor_fraction"] = row["train_floor_ms"] / row["train_ms"]
         row["sample_floor_fraction"] = row["sample_floor_ms"] / row["sample_ms"]
+    meta["wall_seconds"] = time.perf_counter() - started
     stem = ".".join(["throughput"] + (["quick"] if args.quick else []) + args.tag)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     table = to_markdown(rows, meta)
     (args.out / f"{stem}.md").write_text(table)
     print(table)
+    print(f"wall time {meta['wall_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

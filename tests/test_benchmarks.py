@@ -1,0 +1,87 @@
+"""The pieces of benchmarks/ that numbers on the docs pages rest on.
+
+* ``throughput.PaddedEGNN``, the EDM-pattern network the throughput page compares against: its
+  padding and masks must make it the same function of each molecule whatever the batch (else the
+  comparison would time a different network), and it must be E(3)-equivariant as EDM's is.
+* ``run_curve``: the snapshot of a run's curve keeps every record and column.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from quotient_diffusion.nn.testing import assert_equivariant
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def padded_net(throughput: ModuleType) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = throughput.PaddedEGNN(in_features=3, out_features=3, hidden=16, layers=2).double()
+    # EDM initialises the last coordinate layer near zero; make the coordinate path visible
+    for mlp in net.coord_mlps:
+        torch.nn.init.normal_(mlp[-1].weight, std=0.3)
+    return net
+
+
+def test_padded_egnn_is_equivariant_and_molecules_are_isolated():
+    throughput = load_script("throughput")
+    net = padded_net(throughput)
+    gen = torch.Generator().manual_seed(1)
+    batch = torch.tensor([0] * 4 + [1] * 7 + [2] * 2)
+    pos = torch.randn(len(batch), 3, generator=gen, dtype=torch.float64)
+    attr = torch.randn(len(batch), 3, generator=gen, dtype=torch.float64)
+    t = torch.rand(3, generator=gen, dtype=torch.float64)
+    assert_equivariant(net, pos, attr, batch, t, generator=gen)
+
+
+def test_padded_egnn_output_does_not_depend_on_the_padding():
+    """A molecule alone (no padding) and beside a larger one (padded to its size) agree."""
+    throughput = load_script("throughput")
+    net = padded_net(throughput)
+    gen = torch.Generator().manual_seed(2)
+    small = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    large = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    attr = torch.randn(11, 3, generator=gen, dtype=torch.float64)
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        alone_vec, alone_feat = net(small, attr[:3], torch.zeros(3, dtype=torch.long), t[:1])
+        vec, feat = net(torch.cat([small, large]), attr, torch.tensor([0] * 3 + [1] * 8), t)
+    assert torch.allclose(vec[:3], alone_vec, atol=1e-12)
+    assert torch.allclose(feat[:3], alone_feat, atol=1e-12)
+    assert alone_vec.abs().max() > 1e-3  # the coordinate path is not trivially zero
+
+
+def test_run_curve_snapshot_keeps_every_record(tmp_path):
+    run_curve = load_script("run_curve")
+    run = tmp_path / "my_run"
+    run.mkdir()
+    config = {
+        "model": {"network": "egnn", "hidden": 8, "layers": 2, "treatment": "quotient"},
+        "optim": {"steps": 20, "batch_size": 4, "lr": 1e-3, "ema_decay": 0.99},
+    }
+    curve = [
+        {"step": 10, "hours": 0.01, "val_loss": 0.5, "val_bond_mae": 0.04},
+        {"step": 20, "hours": 0.02, "val_loss": 0.4, "val_bond_mae": 0.03},
+    ]
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "curve.json").write_text(json.dumps(curve))
+    run_curve.main(["--run", str(run), "--out", str(tmp_path / "results")])
+    snap = json.loads((tmp_path / "results" / "run_curve_my_run.json").read_text())
+    assert snap["curve"] == curve and snap["config"] == config
+    table = (tmp_path / "results" / "run_curve_my_run.md").read_text()
+    assert "| 20 | 0.02 | 0.4 | 0.03 |" in table
+    assert "val_mse_t0.90" not in table  # columns the run does not record are left out
