@@ -366,6 +366,8 @@ def test_train_init_from_starts_a_new_run_from_the_ema_weights(tmp_path):
                                              "config": cfg.to_dict(), "ema": source})
     state = load_checkpoint(train(cfg, progress=False, init_from=tmp_path / "source.pt"))
     assert state["step"] == 1 and state["history"][0]["init_from"].endswith("source.pt")
+    assert state["history"][0]["init_from_step"] == 7
+    assert state["history"][0]["init_from_history"] == []  # the source recorded none
     drift = max(float((state["model"][k] - v).abs().max()) for k, v in source.items()
                 if v.is_floating_point())
     assert drift < 1e-3

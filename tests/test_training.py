@@ -86,6 +86,20 @@ def test_resume_continues_exactly(tmp_path, single_thread):
     assert cfg.model.treatment == "quotient" and not model.training
 
 
+def test_export_keeps_the_weights_and_the_record_not_the_optimiser(tmp_path, single_thread):
+    """`qdiff export` writes config, step, EMA weights and the run's history and curve; the
+    exported model is the training checkpoint's EMA model."""
+    from quotient_diffusion.training import export_weights
+
+    final = train(tiny_config(tmp_path, steps=3), progress=False)
+    export_weights(final, tmp_path / "slim.pt")
+    full, slim = load_checkpoint(final), load_checkpoint(tmp_path / "slim.pt")
+    assert set(slim) == {"version", "config", "step", "ema", "history", "curve", "elapsed_s"}
+    assert slim["history"] == full["history"] and slim["history"][0]["end_step"] == 3
+    assert slim["curve"] == full["curve"] and slim["curve"]
+    assert_same_state(full["ema"], slim["ema"], "ema")
+
+
 def test_cli_train_reports_bad_config(tmp_path):
     from quotient_diffusion.cli import main
 

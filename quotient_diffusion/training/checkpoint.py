@@ -78,8 +78,10 @@ def load_checkpoint(path: str | Path, keys: Iterable[str] = ()) -> dict:
 
 
 def export_weights(source: str | Path, target: str | Path) -> None:
-    """Write a deployable copy of a training checkpoint: its config, step and EMA weights only
-    (no optimiser state, no raw weights), which :func:`~.loop.load_trained_model` reads."""
+    """Write a deployable copy of a training checkpoint: its config, step and EMA weights, and
+    the run's record where it has one (``history``, ``curve``, ``elapsed_s``), without the
+    optimiser state or the raw weights; :func:`~.loop.load_trained_model` reads it."""
     keys = ("version", "config", "step", "ema")
     state = load_checkpoint(source, keys)
-    save_checkpoint(target, {key: state[key] for key in keys})
+    record = ("history", "curve", "elapsed_s")
+    save_checkpoint(target, {key: state[key] for key in (*keys, *record) if key in state})

@@ -160,7 +160,9 @@ def train(
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "threads": torch.get_num_threads(), "world_size": world}
     if init_from is not None:
-        session["init_from"] = str(init_from)
+        source = load_checkpoint(init_from, ("step",))
+        session.update(init_from=str(init_from), init_from_step=source["step"],
+                       init_from_history=source.get("history", []))
     history = [*history, session]
     t0 = time.perf_counter()
 
