@@ -15,15 +15,31 @@ coverage/AMR, and wall-clock time per conformer (measured in this run, one after
 Training runs go to ``runs/bench_conformers/<treatment>_s<seed>`` and resume when interrupted;
 evaluations are appended to the JSON as they finish, and a rerun skips what is there.
 
+Timing (``--timing``, nothing is trained): ``qdiff conformers`` against ETKDG side by side, each
+counting everything its command does except interpreter start-up. Ours is the command itself,
+run in-process (``cli.main``: read the SMILES file, check the inputs, load the model from disk,
+sample, stereo checks and resampling, geometry checks, write the SDF) with the model's default
+sampler and torch's default thread count (``--model-threads`` to change); ETKDG is parse +
+AddHs + EmbedMultipleConfs (ETKDGv3, one thread, the random-coordinates fallback) + the same
+SDF writer. Two passes: the whole file at once (mean ms per conformer written), then one
+molecule at a time, ours and ETKDG alternating (median over molecules of the ms per conformer;
+the model stays loaded, its load time is reported apart). The conformers of the whole-file
+pass are scored like the rest of this benchmark (not timed). Run it on an otherwise idle
+machine: timings taken next to other work are several times slower and not comparable.
+
     python benchmarks/conformers.py --quick          # a few minutes: tiny models, 12 molecules
     python benchmarks/conformers.py                  # the committed run (see docs)
+    python benchmarks/conformers.py --timing         # ours vs ETKDG, 200 molecules x 10
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +55,8 @@ from quotient_diffusion.training import TrainConfig, load_checkpoint, load_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
+#: torch's own thread count, before this script sets its own (the command's default)
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 def reference_molecules(data_dir: str | None, count: int, seed: int = 0) -> list[dict]:
@@ -123,12 +141,8 @@ def evaluate_etkdg(refs, qm9, args, seed: int, mmff: bool) -> dict:
     params.randomSeed = 1000 + seed
     t0 = time.perf_counter()
     for job in jobs:
-        ids = AllChem.EmbedMultipleConfs(job.mol, numConfs=args.conformers, params=params)
-        if not len(ids):  # strained polycycles: RDKit's advice is random starting coordinates
-            params.useRandomCoords = True
-            ids = AllChem.EmbedMultipleConfs(job.mol, numConfs=args.conformers, params=params)
-            params.useRandomCoords = False
-        if mmff and len(ids):
+        ids = _etkdg_embed(job.mol, args.conformers, params)
+        if mmff and ids:
             AllChem.MMFFOptimizeMoleculeConfs(job.mol, maxIters=500)
         job.conformers = [job.mol.GetConformer(i).GetPositions() for i in ids]
         job.mol.RemoveAllConformers()
@@ -136,6 +150,130 @@ def evaluate_etkdg(refs, qm9, args, seed: int, mmff: bool) -> dict:
     result = score(jobs, refs, qm9)
     result["ms_per_conformer"] = 1000 * elapsed / (len(jobs) * args.conformers)
     return result
+
+
+def _etkdg_embed(mol, count: int, params) -> list:
+    """EmbedMultipleConfs, with random starting coordinates as the fallback where it fails
+    (strained polycycles: RDKit's advice)."""
+    from rdkit.Chem import AllChem
+
+    ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=count, params=params))
+    if not ids:
+        params.useRandomCoords = True
+        ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=count, params=params))
+        params.useRandomCoords = False
+    return ids
+
+
+def etkdg_command(smiles: list[str], count: int, out: Path, seed: int) -> list[list]:
+    """What an ETKDG command line would do for a SMILES list: parse, add hydrogens, embed
+    ``count`` conformers (one thread), write one SDF. Returns each molecule's positions."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from quotient_diffusion.chem.sdf import write_conformers_sdf
+
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 1000 + seed  # RDKit quirk: 0 gives identical copies
+    params.numThreads = 1
+    records, positions = [], []
+    for number, smi in enumerate(smiles, start=1):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        ids = _etkdg_embed(mol, count, params)
+        positions.append([mol.GetConformer(i).GetPositions() for i in ids])
+        records += [(mol, pos, "", {"input_line": number, "smiles": smi, "conformer": k})
+                    for k, pos in enumerate(positions[-1])]
+    write_conformers_sdf(out, records)
+    return positions
+
+
+def qdiff_command(smiles: list[str], count: int, out: Path, seed: int,
+                  threads: int) -> list[list]:
+    """``qdiff conformers`` on a SMILES file, in-process; returns each molecule's positions as
+    written to the SDF (input order)."""
+    from rdkit import Chem
+
+    from quotient_diffusion.cli import main as qdiff
+
+    source = out.with_suffix(".smi")
+    source.write_text("".join(f"{smi}\n" for smi in smiles))
+    with contextlib.redirect_stderr(io.StringIO()):  # its summary lines, once per call
+        code = qdiff(["conformers", str(source), "-n", str(count), "-o", str(out),
+                      "--seed", str(seed), "--threads", str(threads)])
+    if code not in (0, 1):
+        raise RuntimeError(f"qdiff conformers exited with {code}")
+    positions = [[] for _ in smiles]
+    for mol in Chem.SDMolSupplier(str(out), removeHs=False):
+        positions[mol.GetIntProp("input_line") - 1].append(mol.GetConformer().GetPositions())
+    return positions
+
+
+def time_commands(refs, qm9, args) -> dict:
+    """Side-by-side timing of ``qdiff conformers`` and ETKDG (module docstring)."""
+    from quotient_diffusion import conformers as qc
+
+    smiles = [r["smiles"] for r in refs]
+    threads = args.model_threads or DEFAULT_THREADS
+    out = Path(tempfile.mkdtemp(prefix="conformer_timing_"))
+    qc._load_model.cache_clear()
+    t0 = time.perf_counter()
+    qc.load_conformer_model(None)
+    load_s = time.perf_counter() - t0
+    qc._load_model.cache_clear()  # the whole-file pass loads it again, as the command does
+    result = {"model_threads": threads, "etkdg_threads": 1, "model_load_s": load_s,
+              "sampler": qc.DEFAULT_SAMPLER.label(), "conformers_requested": args.conformers}
+
+    def run(name: str, some: list[str], path: Path) -> tuple[list[list], float]:
+        """(positions, seconds) of one command on ``some`` SMILES."""
+        t0 = time.perf_counter()
+        if name == "qdiff":
+            positions = qdiff_command(some, args.conformers, path, 0, threads)
+        else:
+            positions = etkdg_command(some, args.conformers, path, 0)
+        return positions, time.perf_counter() - t0
+
+    for name in ("qdiff", "etkdg"):
+        positions, elapsed = run(name, smiles, out / f"{name}_all.sdf")
+        written = sum(map(len, positions))
+        jobs = prepare(smiles)
+        for job, pos in zip(jobs, positions):
+            job.conformers = pos
+        result[name] = {"seconds": elapsed, "conformers": written,
+                        "ms_per_conformer": 1000 * elapsed / written,
+                        **{k: v for k, v in score(jobs, refs, qm9).items()
+                           if not k.startswith("per_molecule")}}
+    per_molecule = {"qdiff": [], "etkdg": []}
+    for k, smi in enumerate(smiles):  # alternating, so that a change of load hits both
+        for name in ("qdiff", "etkdg"):
+            positions, elapsed = run(name, [smi], out / f"{name}_{k}.sdf")
+            per_molecule[name].append(1000 * elapsed / max(len(positions[0]), 1))
+    for name, values in per_molecule.items():
+        result[name]["median_molecule_ms_per_conformer"] = float(np.median(values))
+    result["ratio_mean"] = (result["qdiff"]["ms_per_conformer"]
+                            / result["etkdg"]["ms_per_conformer"])
+    result["ratio_median_molecule"] = (result["qdiff"]["median_molecule_ms_per_conformer"]
+                                       / result["etkdg"]["median_molecule_ms_per_conformer"])
+    return result
+
+
+def timing_markdown(result: dict, meta: dict) -> str:
+    rows = [("qdiff conformers", result["qdiff"], f"{result['model_threads']} (torch default)"),
+            ("RDKit ETKDGv3", result["etkdg"], "1")]
+    lines = [f"`qdiff conformers` (sampler {result['sampler']}, bundled model) vs ETKDG on "
+             f"{meta['molecules']} GEOM-QM9 test molecules, {meta['conformers']} conformers "
+             "each, side by side in one run; everything each command does except interpreter "
+             f"start-up (model load {1000 * result['model_load_s']:.0f} ms, counted in the "
+             "whole-file pass only). AMR-R / COV-R of the whole-file pass against the QM9 DFT "
+             "geometry.", "",
+             "| method | threads | conformers | ms / conformer (whole file) | ms / conformer "
+             "(median molecule) | AMR-R (A) | COV-R (%) |", "|---|---|---|---|---|---|---|"]
+    for name, r, threads in rows:
+        lines.append(f"| {name} | {threads} | {r['conformers']} | {r['ms_per_conformer']:.2f} | "
+                     f"{r['median_molecule_ms_per_conformer']:.2f} | {r['amr_recall']:.3f} | "
+                     f"{100 * r['cov_recall']:.1f} |")
+    lines += ["", f"Ratio qdiff / ETKDG: {result['ratio_mean']:.2f} (whole file), "
+                  f"{result['ratio_median_molecule']:.2f} (median molecule)."]
+    return "\n".join(lines) + "\n"
 
 
 def summarise(results: dict) -> dict:
@@ -217,6 +355,11 @@ def main() -> int:
     p.add_argument("--bundled", action="store_true",
                    help="also evaluate the checkpoint that ships with the package (row 'bundled')")
     p.add_argument("--skip-etkdg", action="store_true", help="do not evaluate the RDKit baselines")
+    p.add_argument("--timing", action="store_true",
+                   help="only time qdiff conformers against ETKDG (see above); trains nothing")
+    p.add_argument("--model-threads", type=int, default=None,
+                   help=f"torch threads of the timed command (default: torch's, here "
+                        f"{DEFAULT_THREADS})")
     args = p.parse_args()
     name = "conformers"
     if args.quick:
@@ -227,6 +370,17 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.timing:
+        refs = reference_molecules(args.data_dir, args.molecules)
+        result = time_commands(refs, load_qm9(), args)
+        meta = {"molecules": args.molecules, "conformers": args.conformers,
+                "command": "python " + " ".join(sys.argv)}
+        (out / f"{name}_timing.json").write_text(json.dumps({"meta": meta, "result": result},
+                                                            indent=1))
+        table = timing_markdown(result, meta)
+        (out / f"{name}_timing.md").write_text(table)
+        print(table)
+        return 0
     json_path = out / f"{name}.json"
     parts = out / f"{name}_parts"  # one JSON per evaluated model: runs can go in parallel
     parts.mkdir(exist_ok=True)

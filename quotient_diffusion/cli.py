@@ -50,6 +50,7 @@ INPUT_ERRORS = (
     ("quotient_diffusion.output", "OutputError"),
     ("quotient_diffusion.training.checkpoint", "CheckpointError"),
     ("quotient_diffusion.training.validation", "ConfigError"),
+    ("quotient_diffusion.commands.sampler_options", "SamplerOptionError"),
 )
 
 

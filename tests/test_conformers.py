@@ -527,3 +527,48 @@ def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
                    for b in mol.GetBonds()
                    if b.GetBeginAtom().GetAtomicNum() > 1 and b.GetEndAtom().GetAtomicNum() > 1]
         assert 1.15 < np.median(lengths) < 1.6  # heavy-atom bonds: 1.2-1.5 A
+
+
+def test_default_sampler_is_the_one_the_command_describes():
+    """DEFAULT_SAMPLER, the command's help and docstring, and the option choices written out
+    for a torch-free parser all agree."""
+    from quotient_diffusion.commands import conformers as command
+    from quotient_diffusion.commands import sampler_options
+    from quotient_diffusion.conformers import DEFAULT_SAMPLER, SDE_STEPS
+    from quotient_diffusion.diffusion import samplers
+
+    d = DEFAULT_SAMPLER
+    rho = d.rho or samplers.DEFAULT_RHO.get(d.schedule)
+    assert command.ODE_DEFAULT == (f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"
+                                   + (f", rho {rho:g}" if rho else ""))
+    assert f"K = {d.steps} network evaluations" in command.__doc__
+    assert f"--method sde takes {SDE_STEPS} Euler-Maruyama steps" in command.__doc__
+    assert sampler_options.SOLVERS == samplers.SOLVERS
+    assert sampler_options.SCHEDULES == samplers.SCHEDULES
+
+
+def test_cli_sampler_options(tmp_path, capsys):
+    """The default sampler, a chosen solver and grid, the SDE, and options that do not go
+    together (one line, exit code 2, nothing written); the SDF names the sampler used."""
+    ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
+    cases = {
+        (): "dpm2m-power2-10",
+        ("--solver", "heun", "--schedule", "edm", "--steps", "3"): "heun-edm7-3",
+        ("--rho", "3", "--steps", "2"): "dpm2m-power3-2",
+        ("--method", "sde", "--steps", "3"): "sde-uniform-3",
+    }
+    for extra, label in cases.items():
+        out = tmp_path / "out.sdf"
+        code = qdiff(["conformers", "CCO", "-n", "1", "-o", str(out), "--checkpoint", str(ckpt),
+                      *extra])
+        assert code == 0, capsys.readouterr().err
+        assert sdf_molecules(out)[0].GetProp("sampler") == label, extra
+    capsys.readouterr()
+    bad = tmp_path / "bad.sdf"
+    for extra in (("--method", "sde", "--solver", "dpm2m"),
+                  ("--schedule", "uniform", "--rho", "2")):
+        assert qdiff(["conformers", "CCO", "-o", str(bad), "--checkpoint", str(ckpt),
+                      *extra]) == 2
+        err = capsys.readouterr().err
+        assert "sampler options" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not bad.exists()

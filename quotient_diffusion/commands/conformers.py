@@ -10,6 +10,11 @@ of that name exists. --input-format smiles|smi|csv|sdf overrides the rule.
              SMILES and column 2 the name
   .sdf       every record, with its stereo; its title is the name
 
+Sampler: by default the ODE with DPM-Solver++(2M) on the power time grid t_k = 1 - (1 - k/K)^2,
+K = 10 network evaluations: as good as 50 Euler steps within seed noise in AMR-R and bond
+lengths (benchmarks/sampler_steps.py), 5x faster. --solver, --schedule, --rho and --steps
+change it; --method sde takes 50 Euler-Maruyama steps on the uniform grid.
+
 Every conformer goes to one SDF (-o -: standard output) with its properties, among them
 geometry_ok and max_bond_error_A (bond lengths against UFF's, clashes) and stereo_repair. A
 sample whose stereo (R/S, E/Z) is wrong is mirrored when that mends it, else replaced by a new
@@ -31,6 +36,10 @@ from ..chem.inputs import FORMATS
 from .arguments import positive_int
 from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
+#: the default ODE sampler, as --help shows it (quotient_diffusion.conformers.DEFAULT_SAMPLER,
+#: written out so that building the parser imports no torch; tests check they agree)
+ODE_DEFAULT = "10 steps of the dpm2m solver, power grid, rho 2"
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -46,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output SDF file ('-': stdout)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model)")
     p.add_argument("--mmff", action="store_true", help="relax every conformer with MMFF94")
-    add_sampler_arguments(p, default_steps=50)
+    add_sampler_arguments(p, default_steps=50, ode_default=ODE_DEFAULT)
     p.set_defaults(func=run)
 
 
@@ -65,7 +74,7 @@ def _report_inputs(jobs, kind: str) -> None:
             _say(f"{label}: warning: {warning}")
 
 
-def _records(jobs, results, args, config: dict, kind: str) -> list[tuple]:
+def _records(jobs, results, args, config: dict, kind: str, sampler: str) -> list[tuple]:
     """SDF records (mol, positions, name, properties) of every conformer on the jobs' mols."""
     where = "input_record" if kind == "sdf" else "input_line"
     model = f"{config['model']['network']}/{config['model']['treatment']}"
@@ -75,7 +84,7 @@ def _records(jobs, results, args, config: dict, kind: str) -> list[tuple]:
             props = {where: job.number, "smiles": job.text, "conformer": k,
                      **conf.GetPropsAsDict(), "seed": args.seed}
             if props["source"] == "model":
-                props.update(model=model, sampler=f"{args.method}-{args.steps}")
+                props.update(model=model, sampler=sampler)
             if result is not None:
                 props["stereo_dropped"] = result.dropped
             if job.warnings:
@@ -111,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..chem.inputs import read_inputs
     from ..chem.sdf import write_conformers_sdf
-    from ..conformers import embed_molecules, load_conformer_model, prepare
+    from ..conformers import DEFAULT_SAMPLER, embed_molecules, load_conformer_model, prepare
 
+    sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before any work
     try:
         kind, inputs = read_inputs(args.input, args.input_format)
     except (OSError, UnicodeDecodeError) as err:
@@ -131,23 +141,23 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         _say(f"cannot load the model: {err}")
         return 2
-    sampler = sampler_from_arguments(args)
     requested = args.num_conformers * len(ok)
     t0 = time.perf_counter()
     try:
         results = embed_molecules([j.mol for j in ok], args.num_conformers, seed=args.seed,
                                   mmff=args.mmff, steps=sampler.steps, method=sampler.method,
                                   noise_scale=sampler.noise_scale, checkpoint=args.checkpoint,
-                                  progress=sampler.progress)
+                                  progress=sampler.progress, solver=sampler.solver,
+                                  schedule=sampler.schedule, rho=sampler.rho)
     except KeyboardInterrupt:
-        records = _records(ok, [None] * len(ok), args, config, kind)
+        records = _records(ok, [None] * len(ok), args, config, kind, sampler.label())
         if records:
             write_conformers_sdf(args.output, records)
         print(f"interrupted: wrote {len(records)} of {requested} conformers to {args.output}",
               file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
-    records = _records(ok, results, args, config, kind)
+    records = _records(ok, results, args, config, kind, sampler.label())
     empty = [j for j, r in zip(ok, results) if not r.ids]
     for job in empty:
         _say(f"{job.text}: no conformer kept the requested stereo")

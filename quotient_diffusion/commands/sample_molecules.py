@@ -86,14 +86,14 @@ def write_molecules(path: str | Path, molecules, props: list[dict], fmt: str) ->
             write(fh, frames, format="extxyz")
 
 
-def _scored(molecules, args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
+def _scored(molecules, args: argparse.Namespace, sampler: str) -> tuple[list[dict], dict, dict]:
     """Per-molecule properties (stable, valid, smiles, seed, sampler), stability, validity."""
     from ..metrics.molecules import flatten, stability, validity
 
     stab = stability(*flatten(molecules))
     val = validity(molecules)
     props = [{"stable": int(s), "valid": int(smi is not None), "smiles": smi or "",
-              "seed": args.seed, "sampler": f"{args.method}-{args.steps}"}
+              "seed": args.seed, "sampler": sampler}
              for s, smi in zip(stab["molecule_stable"], val["smiles"])]
     return props, stab, val
 
@@ -148,11 +148,12 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     if interrupted:
         if molecules:
-            write_molecules(args.output, molecules, _scored(molecules, args)[0], fmt)
+            props = _scored(molecules, args, sampler.label())[0]
+            write_molecules(args.output, molecules, props, fmt)
         print(f"interrupted: wrote {len(molecules)} of {len(counts)} molecules to "
               f"{args.output}", file=sys.stderr)
         return 130
-    props, stab, val = _scored(molecules, args)
+    props, stab, val = _scored(molecules, args, sampler.label())
     write_molecules(args.output, molecules, props, fmt)
     uniq = uniqueness_novelty(val["smiles"])
     print(f"wrote {len(molecules)} molecules to {args.output} "

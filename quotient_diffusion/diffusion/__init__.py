@@ -2,7 +2,7 @@
 
 from .interpolants import Interpolant, LinearInterpolant, PolynomialVP, get_interpolant
 from .model import DiffusionModel
-from .samplers import SamplerConfig, prior_sample, sample
+from .samplers import SamplerConfig, prior_sample, resolve_sampler, sample, time_grid
 from .treatments import (
     TREATMENTS,
     AF3Alignment,
@@ -20,6 +20,8 @@ __all__ = [
     "get_interpolant",
     "DiffusionModel",
     "SamplerConfig",
+    "resolve_sampler",
+    "time_grid",
     "prior_sample",
     "sample",
     "Treatment",

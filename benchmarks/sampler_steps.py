@@ -1,0 +1,301 @@
+"""Conformer quality against network evaluations (NFE): which ODE solver and grid, how few steps?
+
+Question: ``qdiff conformers`` spends nearly all its time in the network (one evaluation per
+Euler step, 50 by default). How few evaluations keep the conformers as good as 50 Euler steps,
+and with which solver ('euler', 'heun', 'dpm2m') and time grid ('uniform', 'power', 'edm';
+quotient_diffusion/diffusion/samplers.py)?
+
+Set-up: a fixed random subset of the GEOM-QM9 test molecules that have a QM9 DFT geometry
+(``reference_molecules`` of benchmarks/conformers.py), ``--conformers`` raw samples per molecule
+(``generate``: no stereo resampling, no MMFF), scored as benchmarks/conformers.py scores them
+(``score``: the better of each sample and its mirror image, heavy-atom RMSD after RDKit's
+symmetry-aware alignment, AMR-R / COV-R at 0.5 A against the single DFT conformer). Also:
+
+* bond MAE: mean |d_sample - d_DFT| over every bond (hydrogens included), atoms matched to the
+  QM9 molecule by a substructure match;
+* geometry_ok: fraction of samples passing ``chem.geometry.check_geometry`` (as the command
+  line flags them);
+* ODE error: RMS distance per atom (Angstrom, after centring; no alignment needed since the
+  prior draws are the same) from the endpoint of a converged solve of the same ODE from the same
+  prior draws (Heun, ``--reference-steps`` steps). Every sampler here is deterministic given the
+  prior, and the seed gives every configuration the same prior draws, so differences between
+  configurations are integration error only, not sampling noise.
+
+Noise: the 50-step Euler sampler is rerun with ``--noise-seeds`` other seeds; the standard
+deviation of its AMR-R over seeds is what a change of seed does to the headline number. A
+configuration is "within noise" of Euler-50 when its AMR-R exceeds Euler-50's (same prior
+draws) by less than that standard deviation; the table also gives the paired difference and its
+standard error over molecules. AMR-R alone is not enough: it is decided by the global shape
+(early steps), bond lengths by the last steps, and a few-step sampler can keep the first and
+lose the second (geometry_ok falls). So :func:`choose` takes the fewest NFE whose AMR-R and
+bond MAE are both within noise of Euler-50's (noise of the bond MAE: its standard deviation
+over the same seeds).
+
+    python benchmarks/sampler_steps.py --quick                       # under a minute
+    python benchmarks/sampler_steps.py --checkpoint run/last.pt      # bundled + another model
+
+Timings in the JSON are seconds of this run (one thread by default) and mean nothing on a
+loaded machine; benchmarks/conformers.py times the command's pipeline against ETKDG.
+Writes benchmarks/results/sampler_steps{,_quick}.json, .md and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from conformers import reference_molecules, score  # benchmarks/conformers.py
+
+from quotient_diffusion.chem.geometry import check_geometry
+from quotient_diffusion.conformers import default_checkpoint, generate, prepare
+from quotient_diffusion.data.qm9 import load_qm9
+from quotient_diffusion.diffusion import SamplerConfig
+from quotient_diffusion.training import load_checkpoint, load_trained_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: (solver, schedule, rho) combinations measured by default
+COMBOS = [("euler", "uniform", None), ("heun", "uniform", None), ("heun", "power", 1.5),
+          ("dpm2m", "uniform", None), ("dpm2m", "power", 1.5), ("dpm2m", "power", 2.0),
+          ("dpm2m", "edm", None)]
+BASELINE = SamplerConfig(steps=50)  # the command's sampler before this benchmark
+
+
+def steps_for(solver: str, nfe: int) -> int:
+    """Grid intervals that spend at most ``nfe`` evaluations (Heun: 2 K - 1)."""
+    return max(1, (nfe + 1) // 2) if solver == "heun" else nfe
+
+
+def parse_combo(text: str) -> tuple[str, str, float | None]:
+    """'dpm2m:power:2' -> ('dpm2m', 'power', 2.0); 'euler:uniform' -> ('euler', 'uniform', None)."""
+    parts = text.split(":")
+    rho = float(parts[2]) if len(parts) > 2 else None
+    return parts[0], parts[1], rho
+
+
+def bond_errors(jobs, refs, qm9) -> tuple[float, float]:
+    """(mean |d - d_DFT| over all bonds and samples, fraction of samples with geometry_ok)."""
+    errors, ok = [], []
+    for job, ref in zip(jobs, refs):
+        ref_mol = qm9.molecule(ref["entry"])
+        match = ref_mol.GetSubstructMatch(job.mol)
+        if len(match) != job.mol.GetNumAtoms():
+            continue
+        ref_pos = qm9.positions_of(ref["entry"])[list(match)]
+        bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in job.mol.GetBonds()])
+        d_ref = np.linalg.norm(ref_pos[bonds[:, 0]] - ref_pos[bonds[:, 1]], axis=-1)
+        for pos in job.conformers:
+            d = np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=-1)
+            errors.append(np.abs(d - d_ref))
+            ok.append(check_geometry(job.mol, pos).ok)
+    return float(np.concatenate(errors).mean()), float(np.mean(ok))
+
+
+def sample_jobs(model, refs, sampler: SamplerConfig, conformers: int, seed: int):
+    """Prepared jobs with ``conformers`` raw samples each, and the sampling time (s)."""
+    jobs = prepare([r["smiles"] for r in refs])
+    t0 = time.perf_counter()
+    generate(model, jobs, conformers, sampler, seed=seed)
+    return jobs, time.perf_counter() - t0
+
+
+def ode_error(jobs, reference_jobs) -> float:
+    """RMS distance per atom (A) between the samples and the converged endpoints."""
+    sq, count = 0.0, 0
+    for job, ref in zip(jobs, reference_jobs):
+        for a, b in zip(job.conformers, ref.conformers):
+            sq += float(((a - b) ** 2).sum())
+            count += len(a)
+    return (sq / count) ** 0.5
+
+
+def evaluate(model, refs, qm9, sampler: SamplerConfig, args, seed: int,
+             reference_jobs=None) -> tuple[dict, list]:
+    """Scores of one sampler configuration; returns (result, jobs)."""
+    jobs, elapsed = sample_jobs(model, refs, sampler, args.conformers, seed)
+    result = score(jobs, refs, qm9)
+    result["bond_mae"], result["geometry_ok"] = bond_errors(jobs, refs, qm9)
+    result.update(nfe=sampler.evaluations, seconds=elapsed, solver=sampler.solver,
+                  schedule=sampler.schedule, rho=sampler.rho, steps=sampler.steps, seed=seed)
+    if reference_jobs is not None:
+        result["ode_error"] = ode_error(jobs, reference_jobs)
+    return result, jobs
+
+
+def paired(per_mol: list[float], base: list[float]) -> tuple[float, float]:
+    """Mean and standard error over molecules of the per-molecule AMR-R difference."""
+    d = np.asarray(per_mol) - np.asarray(base)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def run_model(label: str, path: Path, refs, qm9, args) -> dict:
+    """Every configuration for one checkpoint, plus the seed-noise and converged references."""
+    model, _ = load_trained_model(path)
+    step = int(load_checkpoint(path).get("step", -1))
+    print(f"== {label} ({path}, step {step})", flush=True)
+    reference = SamplerConfig(steps=args.reference_steps, solver="heun")
+    ref_result, reference_jobs = evaluate(model, refs, qm9, reference, args, args.seed)
+    base, _ = evaluate(model, refs, qm9, BASELINE, args, args.seed, reference_jobs)
+    seeds = [base] + [evaluate(model, refs, qm9, BASELINE, args, args.seed + s)[0]
+                      for s in range(1, args.noise_seeds + 1)]
+    noise = {key: float(np.std([r[key] for r in seeds], ddof=1)) if len(seeds) > 1 else 0.0
+             for key in ("amr_recall", "bond_mae")}
+    configs = [BASELINE] + [
+        SamplerConfig(steps=steps_for(solver, nfe), solver=solver, schedule=schedule, rho=rho)
+        for solver, schedule, rho in args.combos for nfe in args.nfe]
+    rows = []
+    for cfg in configs:
+        if any(r["label"] == cfg.label() for r in rows):
+            continue
+        if cfg is BASELINE:
+            res = dict(base)
+        else:
+            res, _ = evaluate(model, refs, qm9, cfg, args, args.seed, reference_jobs)
+        res["label"] = cfg.label()
+        res["delta_amr_recall"], res["delta_se"] = paired(
+            res["per_molecule_amr_recall"], base["per_molecule_amr_recall"])
+        res["within_noise"] = res["delta_amr_recall"] < noise["amr_recall"]
+        res["bonds_within_noise"] = res["bond_mae"] - base["bond_mae"] < noise["bond_mae"]
+        rows.append(res)
+        print(f"{label:>12s} {cfg.label():22s} NFE {cfg.evaluations:3d}  AMR-R "
+              f"{res['amr_recall']:.4f} ({res['delta_amr_recall']:+.4f} +- "
+              f"{res['delta_se']:.4f})  COV-R {res['cov_recall']:.3f}  bond MAE "
+              f"{res['bond_mae']:.4f}  ODE err {res['ode_error']:.3f}", flush=True)
+    return {"path": str(path), "step": step, "baseline": base, "converged": ref_result,
+            "seed_amr_recall": [r["amr_recall"] for r in seeds],
+            "seed_bond_mae": [r["bond_mae"] for r in seeds], "noise": noise, "rows": rows}
+
+
+def choose(model: dict) -> dict | None:
+    """The row with the fewest NFE whose AMR-R and bond MAE are both within noise of
+    Euler-50's (ties: lower AMR-R)."""
+    ok = [r for r in model["rows"] if r["within_noise"] and r["bonds_within_noise"]]
+    return min(ok, key=lambda r: (r["nfe"], r["amr_recall"])) if ok else None
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"Conformer quality against network evaluations: {meta['molecules']} GEOM-QM9 test "
+             f"molecules, {meta['conformers']} raw samples each (no stereo resampling), "
+             f"seed {meta['seed']}, same prior draws for every row. AMR-R/COV-R against the QM9 "
+             "DFT geometry; ΔAMR-R = row minus Euler-50 (paired over molecules, ± standard "
+             "error); ODE error = RMS distance per atom to the converged solve (Heun, "
+             f"{meta['reference_steps']} steps) from the same prior draws.", ""]
+    for label, model in results.items():
+        noise = model["noise"]
+        lines += [f"### {label} (step {model['step']})", "",
+                  f"Euler-50 over seeds: AMR-R "
+                  f"{', '.join(f'{v:.4f}' for v in model['seed_amr_recall'])} A (std "
+                  f"{noise['amr_recall']:.4f}: the noise), bond MAE "
+                  f"{', '.join(f'{v:.4f}' for v in model['seed_bond_mae'])} A (std "
+                  f"{noise['bond_mae']:.4f}). Converged ODE: AMR-R "
+                  f"{model['converged']['amr_recall']:.4f}, bond MAE "
+                  f"{model['converged']['bond_mae']:.4f} A.", "",
+                  "| sampler | NFE | AMR-R (A) | ΔAMR-R (A) | COV-R (%) | AMR-P (A) | "
+                  "bond MAE (A) | geometry_ok (%) | ODE error (A) | AMR-R within noise | bond MAE "
+                  "within noise |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(model["rows"], key=lambda r: (r["label"].rsplit("-", 1)[0], r["nfe"])):
+            lines.append(
+                f"| {r['label']} | {r['nfe']} | {r['amr_recall']:.4f} | "
+                f"{r['delta_amr_recall']:+.4f} ± {r['delta_se']:.4f} | "
+                f"{100 * r['cov_recall']:.1f} | {r['amr_precision']:.4f} | {r['bond_mae']:.4f} | "
+                f"{100 * r['geometry_ok']:.1f} | {r['ode_error']:.3f} | "
+                f"{'yes' if r['within_noise'] else 'no'} | "
+                f"{'yes' if r['bonds_within_noise'] else 'no'} |")
+        best = choose(model)
+        if best is not None:
+            lines += ["", f"Fewest NFE with AMR-R and bond MAE within noise of Euler-50: "
+                          f"**{best['label']}** ({best['nfe']} NFE, "
+                          f"AMR-R {best['amr_recall']:.4f}, Δ {best['delta_amr_recall']:+.4f})."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """AMR-R (top) and bond MAE (bottom) against NFE, one column per model, with Euler-50's
+    value +- its seed standard deviation as a grey band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("amr_recall", "AMR-R (A)"), ("bond_mae", "bond MAE vs DFT (A)"))
+    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 8), squeeze=False)
+    for column, (label, model) in enumerate(results.items()):
+        series: dict[str, list] = {}
+        for r in model["rows"]:
+            series.setdefault(r["label"].rsplit("-", 1)[0], []).append(r)
+        for row, (key, name) in enumerate(metrics):
+            ax = axes[row, column]
+            for combo, rows in series.items():
+                rows.sort(key=lambda r: r["nfe"])
+                ax.plot([r["nfe"] for r in rows], [r[key] for r in rows], marker="o", ms=3,
+                        label=combo)
+            base, noise = model["baseline"][key], model["noise"][key]
+            ax.axhspan(base - noise, base + noise, color="grey", alpha=0.25, lw=0,
+                       label="Euler-50 ± seed std")
+            lo = min(r[key] for r in model["rows"])
+            ax.set_ylim(lo - 0.1 * base, base * 1.6)
+            ax.set_xlabel("network evaluations (NFE)")
+            ax.set_ylabel(name)
+            ax.set_title(f"{label} (step {model['step']})", fontsize=9)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="12 molecules, 2 samples, 3 combos")
+    p.add_argument("--checkpoint", action="append", default=[],
+                   help="another conformer checkpoint (repeatable); the bundled one always runs")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--molecules", type=int, default=50)
+    p.add_argument("--conformers", type=int, default=3)
+    p.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 12, 15, 20, 30],
+                   help="evaluation budgets per combination (Euler-50 always runs)")
+    p.add_argument("--combos", type=parse_combo, nargs="+", default=COMBOS,
+                   help="solver:schedule[:rho] (default: every combination of COMBOS)")
+    p.add_argument("--reference-steps", type=int, default=100)
+    p.add_argument("--noise-seeds", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+    name = "sampler_steps"
+    if args.quick:
+        args.molecules, args.conformers, args.nfe = 12, 2, [5, 10]
+        args.combos = [("euler", "uniform", None), ("heun", "uniform", None),
+                       ("dpm2m", "power", 2.0)]
+        args.reference_steps, args.noise_seeds = 20, 1
+        name += "_quick"
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    refs = reference_molecules(args.data_dir, args.molecules)
+    qm9 = load_qm9()
+    models = {"bundled": default_checkpoint()}
+    for path in args.checkpoint:
+        models[Path(path).stem] = Path(path)
+    results = {label: run_model(label, path, refs, qm9, args) for label, path in models.items()}
+    for model in results.values():  # per-molecule lists: only the paired deltas need them
+        for r in [model["baseline"], model["converged"], *model["rows"]]:
+            r.pop("per_molecule_amr_recall", None)
+    meta = {"molecules": args.molecules, "conformers": args.conformers, "seed": args.seed,
+            "reference_steps": args.reference_steps, "noise_seeds": args.noise_seeds,
+            "threads": args.threads, "cpu_seconds_wall": time.perf_counter() - t0,
+            "command": "python " + " ".join(sys.argv)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    table = markdown(results, meta)
+    (out / f"{name}.md").write_text(table)
+    plot(results, out / f"{name}.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
