@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import sys
@@ -46,9 +47,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quotient_diffusion.conformers import fix_stereo, generate, prepare
+from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
+from quotient_diffusion.conformers import (
+    default_checkpoint,
+    fix_stereo,
+    generate,
+    prepare,
+    relax_mmff,
+)
 from quotient_diffusion.data.qm9 import load_qm9
-from quotient_diffusion.diffusion import SamplerConfig
+from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
 from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
 from quotient_diffusion.training import TrainConfig, load_checkpoint, load_trained_model, train
@@ -106,10 +114,14 @@ def score(jobs, refs, qm9) -> dict:
         if not job.conformers:  # counted: no coverage, left out of the AMR means
             failures += 1
             continue
+        wanted = requested_stereo(job.mol)
+        verdicts = [compare_stereo(wanted, realised_stereo(job.mol, p)) for p in job.conformers]
         gens = [fix_stereo(job.mol, p)[0] for p in job.conformers]
         rmsd = heavy_atom_rmsd_matrix(job.mol, gens, qm9.molecule(ref["entry"]),
                                       [qm9.positions_of(ref["entry"])])
-        per_mol.append(ensemble_scores(rmsd).__dict__)
+        per_mol.append({**ensemble_scores(rmsd).__dict__,
+                        "stereo_raw": float(np.mean([v == "ok" for v in verdicts])),
+                        "stereo_mirrored": float(np.mean([v != "wrong" for v in verdicts]))})
     keys = per_mol[0].keys()
     out = {k: float(np.mean([m[k] for m in per_mol])) for k in keys}
     out["cov_recall"] *= len(per_mol) / (len(per_mol) + failures)
@@ -119,13 +131,26 @@ def score(jobs, refs, qm9) -> dict:
     return out
 
 
-def evaluate_model(path: Path, refs, qm9, args, seed: int) -> dict:
+def benchmark_sampler(args) -> SamplerConfig:
+    """The sampler of the evaluated models: Euler on the uniform grid unless --solver,
+    --schedule or --rho say otherwise."""
+    return resolve_sampler(SamplerConfig(steps=args.sample_steps), args.sample_steps,
+                           method=args.method,
+                           solver=args.solver, schedule=args.schedule, rho=args.rho)
+
+
+def evaluate_model(path: Path, refs, qm9, args, seed: int, mmff: bool = False) -> dict:
+    """Raw samples of the model at ``path`` (``mmff``: each then relaxed with MMFF94, as
+    ``qdiff conformers --mmff`` does), scored; the time counts sampling and relaxation."""
     torch.set_num_threads(args.threads)
     model, _ = load_trained_model(path)
     jobs = prepare([r["smiles"] for r in refs])
-    sampler = SamplerConfig(steps=args.sample_steps, method=args.method)
+    sampler = benchmark_sampler(args)
     t0 = time.perf_counter()
     generate(model, jobs, args.conformers, sampler, seed=seed)
+    if mmff:
+        for job in jobs:
+            job.conformers = [relax_mmff(job.mol, pos)[0] for pos in job.conformers]
     elapsed = time.perf_counter() - t0
     result = score(jobs, refs, qm9)
     result["ms_per_conformer"] = 1000 * elapsed / (len(jobs) * args.conformers)
@@ -293,17 +318,20 @@ def summarise(results: dict) -> dict:
 def markdown(summary: dict, meta: dict) -> str:
     cols = [("cov_recall", "COV-R (%)", 100), ("amr_recall", "AMR-R mean (A)", 1),
             ("amr_recall_median", "AMR-R median (A)", 1), ("cov_precision", "COV-P (%)", 100),
-            ("amr_precision", "AMR-P (A)", 1), ("ms_per_conformer", "ms / conformer", 1),
+            ("amr_precision", "AMR-P (A)", 1), ("stereo_raw", "stereo ok raw (%)", 100),
+            ("stereo_mirrored", "stereo ok after mirror (%)", 100),
+            ("ms_per_conformer", "ms / conformer", 1),
             ("failures", "failed molecules", 1)]
     lines = [f"Conformers on {meta['molecules']} GEOM-QM9 test molecules (QM9 DFT geometry as the "
              f"reference), {meta['conformers']} conformers each; mean ± std over seeds "
              f"{meta['seeds']}. Models: {meta['network']}, {meta['train_steps']} training steps "
-             f"of batch {meta['batch_size']}, sampler {meta['method']}-{meta['sample_steps']}.",
+             f"of batch {meta['batch_size']} (trained rows; `bundled` and named checkpoints: as "
+             f"trained), sampler {meta['sampler']}.",
              "", "| method | " + " | ".join(c[1] for c in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
     for method, m in summary.items():
-        cells = [f"{m[k][0] * s:.3g} ± {m[k][1] * s:.2g}" if m[k][2] > 1 else f"{m[k][0] * s:.3g}"
-                 for k, _, s in cols]
+        cells = ["n/a" if k not in m else f"{m[k][0] * s:.3g} ± {m[k][1] * s:.2g}"
+                 if m[k][2] > 1 else f"{m[k][0] * s:.3g}" for k, _, s in cols]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -344,6 +372,9 @@ def main() -> int:
     p.add_argument("--conformers", type=int, default=10)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--method", choices=("ode", "sde"), default="ode")
+    p.add_argument("--solver", choices=("euler", "heun", "dpm2m"), default=None)
+    p.add_argument("--schedule", choices=("uniform", "power", "edm"), default=None)
+    p.add_argument("--rho", type=float, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench_conformers"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -354,6 +385,13 @@ def main() -> int:
                    help="evaluate only the models whose training has finished")
     p.add_argument("--bundled", action="store_true",
                    help="also evaluate the checkpoint that ships with the package (row 'bundled')")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                   help="also evaluate this trained checkpoint as row NAME (repeatable)")
+    p.add_argument("--model-mmff", action="store_true",
+                   help="also evaluate the bundled and named models with MMFF94 relaxation "
+                        "(rows NAME+mmff)")
+    p.add_argument("--name", default="conformers",
+                   help="results file stem under --out (default conformers)")
     p.add_argument("--skip-etkdg", action="store_true", help="do not evaluate the RDKit baselines")
     p.add_argument("--timing", action="store_true",
                    help="only time qdiff conformers against ETKDG (see above); trains nothing")
@@ -361,12 +399,19 @@ def main() -> int:
                    help=f"torch threads of the timed command (default: torch's, here "
                         f"{DEFAULT_THREADS})")
     args = p.parse_args()
-    name = "conformers"
+    name = args.name
+    named = {}
+    for item in args.checkpoint:
+        label, sep, path = item.partition("=")
+        if not sep or not label or "_s" in label or not Path(path).is_file():
+            p.error(f"--checkpoint {item!r}: expected NAME=PATH of an existing file, NAME "
+                    f"without '_s'")
+        named[label] = Path(path)
     if args.quick:
         args.seeds, args.train_steps, args.hidden, args.layers = [0], 30, 32, 2
         args.molecules, args.conformers, args.sample_steps = 12, 3, 10
         args.runs = str(Path(args.runs) / "quick")
-        name = "conformers_quick"
+        name = f"{args.name}_quick"
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,24 +433,29 @@ def main() -> int:
             "network": f"egnn {args.hidden}/{args.layers}", "train_steps": args.train_steps,
             "batch_size": base_config(args, "quotient", 0).optim.batch_size,
             "method": args.method, "sample_steps": args.sample_steps,
+            "sampler": benchmark_sampler(args).label(),
             "command": "python " + " ".join(sys.argv)}
 
     def part_path(key: str) -> Path:
         return parts / f"{key}.json"
 
-    def load_part(key: str) -> dict | None:
+    def load_part(key: str, model: str | None = None) -> dict | None:
+        """The stored evaluation of ``key`` when it was made with this run's settings (and,
+        for a named or bundled checkpoint, of the same file: ``model`` its SHA-256)."""
         path = part_path(key)
         if not path.exists():
             return None
         part = json.loads(path.read_text())
-        same = all(part["meta"][k] == meta[k] for k in
-                   ("molecules", "conformers", "train_steps", "sample_steps", "method"))
+        same = all(part["meta"].get(k) == meta[k] for k in
+                   ("molecules", "conformers", "train_steps", "sampler"))
+        same = same and (model is None or part["meta"].get("model_sha256") == model)
         return part["result"] if same else None
 
-    def evaluate(key: str, fn, *fn_args) -> None:
-        if load_part(key) is None:
+    def evaluate(key: str, fn, *fn_args, model: str | None = None) -> None:
+        if load_part(key, model) is None:
             print(f"evaluating {key}", flush=True)
-            part_path(key).write_text(json.dumps({"meta": meta, "result": fn(*fn_args)}))
+            part_path(key).write_text(json.dumps({"meta": {**meta, "model_sha256": model},
+                                                  "result": fn(*fn_args)}))
 
     keys = [f"{t}_s{s}" for s in args.seeds for t in args.treatments]
     if not args.only_report:
@@ -427,14 +477,19 @@ def main() -> int:
             seed = int(key.rsplit("_s", 1)[1])
             evaluate(key, evaluate_model, path, refs, qm9, args, seed)
         if args.bundled:
-            from quotient_diffusion.conformers import default_checkpoint
-
-            evaluate("bundled_s0", evaluate_model, default_checkpoint(), refs, qm9, args, 0)
+            named = {"bundled": default_checkpoint(), **named}
+        for label, path in named.items():
+            sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            evaluate(f"{label}_s0", evaluate_model, path, refs, qm9, args, 0, model=sha)
+            if args.model_mmff:
+                evaluate(f"{label}+mmff_s0", evaluate_model, path, refs, qm9, args, 0, True,
+                         model=sha)
         if not args.skip_etkdg:
             for seed in args.seeds:
                 for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
                     evaluate(f"{method}_s{seed}", evaluate_etkdg, refs, qm9, args, seed, mmff)
-    keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")] + ["bundled_s0"]
+    keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")]
+    keys += [f"{label}{relax}_s0" for label in ["bundled", *named] for relax in ("", "+mmff")]
     results = {k: r for k in keys if (r := load_part(k)) is not None}
     missing = sorted(set(keys) - set(results))
     if missing:

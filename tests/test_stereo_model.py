@@ -280,6 +280,81 @@ def test_networks_without_stereo_refuse_it():
         get_task(cfg).build_model()
 
 
+# ---------------------------------------------------------------------------- chirality push
+def push_egnn(seed: int = 0) -> torch.nn.Module:
+    """A small stereo EGNN with the chirality branch, its output layers randomised (float64)."""
+    torch.manual_seed(seed)
+    net = get_network("egnn", ATOM_FEATURES, hidden=16, layers=2, edge_features=PAIR_FEATURES,
+                      stereo=True, chirality_push=True).double()
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.coord_out.weight, std=0.3)
+        torch.nn.init.normal_(layer.push.out.weight, std=0.5)
+    return net
+
+
+def test_chirality_push_is_so3_equivariant_and_mirrors_with_flipped_signs():
+    """Rotations: vec(R x) = R vec(x). A reflection M with every sigma negated gives
+    M vec(x), molecule by molecule; with the signs kept it does not where centres exist."""
+    graph = stereo_batch(["C[C@H](O)[C@@H](N)CC", "O[C@H]1C[C@@H](F)C1", "CCO"])
+    net = push_egnn()
+    gen = torch.Generator().manual_seed(4)
+    rot = random_rotations(graph.num_graphs, torch.float64, gen)
+    vec = run_net(net, graph, graph.pos)
+    moved = torch.einsum("nij,nj->ni", rot[graph.batch], graph.pos)
+    expected = torch.einsum("nij,nj->ni", rot[graph.batch], vec)
+    assert (run_net(net, graph, moved) - expected).abs().max() < 1e-10
+    reflection = rot[0] * torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    flipped = dataclasses.replace(graph, extras={**graph.extras,
+                                                 CHIRAL_SIGN: -graph.extras[CHIRAL_SIGN]})
+    mirrored = run_net(net, flipped, graph.pos @ reflection.T)
+    assert (mirrored - vec @ reflection.T).abs().max() < 1e-10
+    kept = run_net(net, graph, graph.pos @ reflection.T)
+    assert (kept - vec @ reflection.T).abs().max() > 1e-4
+
+
+def test_chirality_push_ignores_the_order_of_the_reference_neighbours():
+    """Relabelling (a, b, c) by an odd permutation and negating sigma describes the same
+    request: the network's output is unchanged."""
+    graph = stereo_batch(["C[C@H](O)[C@@H](N)CC", "N[C@@H](C)C(=O)O"])
+    net = push_egnn(1)
+    centres = graph.extras[CHIRAL_INDEX].reshape(-1, 4)
+    swapped = centres[:, [0, 1, 3, 2]]
+    relabelled = dataclasses.replace(graph, extras={
+        **graph.extras, CHIRAL_INDEX: swapped, CHIRAL_SIGN: -graph.extras[CHIRAL_SIGN]})
+    assert (run_net(net, relabelled, graph.pos) - run_net(net, graph, graph.pos)).abs().max() \
+        < 1e-10
+
+
+def test_chirality_push_moves_towards_the_requested_configuration_and_keeps_the_centroid():
+    """With a positive coefficient everywhere, a small step along the branch's displacement
+    raises chi at every centre (n_k are the gradient directions of chi), and the displacement
+    of each centre's atoms sums to zero."""
+    from quotient_diffusion.nn.stereo import ChiralityPush, centre_chirality
+
+    graph = stereo_batch(["C[C@H](O)[C@@H](N)CC", "O[C@H]1C[C@@H](F)C1", "C[S@](=O)CC"])
+    stereo = StereoInputs.from_extras(graph.extras)
+    push = ChiralityPush(8).double()
+    torch.nn.init.zeros_(push.hidden.weight)
+    torch.nn.init.ones_(push.hidden.bias)
+    torch.nn.init.ones_(push.out.weight)
+    gen = torch.Generator().manual_seed(5)
+    h = torch.randn(graph.pos.shape[0], 8, dtype=torch.float64, generator=gen)
+    for x in (graph.pos, -graph.pos):  # requested and mirrored geometries
+        step = push(h, x, stereo)
+        before = centre_chirality(x, stereo.centres, stereo.signs)
+        after = centre_chirality(x + 1e-4 * step, stereo.centres, stereo.signs)
+        assert (after > before).all()
+        assert scatter_sum(step, graph.batch, graph.num_graphs).abs().max() < 1e-12
+    assert torch.equal(ChiralityPush(8)(h.float(), graph.pos.float(), stereo),
+                       torch.zeros(graph.pos.shape, dtype=torch.float32))  # starts at zero
+
+
+def test_chirality_push_needs_a_stereo_network():
+    with pytest.raises(ValueError, match="chirality_push needs a stereo network"):
+        get_network("egnn", ATOM_FEATURES, hidden=16, layers=1, edge_features=PAIR_FEATURES,
+                    chirality_push=True)
+
+
 # ---------------------------------------------------------------------------- warm start
 def conformer_config(stereo: bool, hidden: int = 16, out_dir: str = "run") -> TrainConfig:
     return TrainConfig.from_dict({
@@ -323,6 +398,24 @@ def test_warm_start_of_a_stereo_model_computes_the_old_function(tmp_path):
     den_old, _ = old.denoise(x, None, t, plain_graph)
     assert (den_new - den_old).abs().max() < 1e-12
     assert (den_old - x).abs().max() > 1e-3  # not a trivial function
+
+
+def test_warm_start_adds_the_chirality_branch_without_changing_the_function(tmp_path):
+    """A stereo model without the branch warm-starts into one with it: no weight is padded,
+    the branch weights keep their zero start, and the denoiser is the old one exactly."""
+    cfg = conformer_config(True)
+    old = save_model(tmp_path / "stereo.pt", cfg).double()
+    pushed = TrainConfig.from_dict({**cfg.to_dict(), "model": {
+        **cfg.to_dict()["model"], "network_options": {"chirality_push": True}}})
+    new = get_task(pushed).build_model()
+    assert warm_start(new, tmp_path / "stereo.pt") == []
+    new = new.double()
+    graph = stereo_batch(["C[C@H](O)[C@@H](N)CC", "N[C@@H](C)C(=O)O"])
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(graph.pos.shape, dtype=torch.float64, generator=gen)
+    t = torch.rand(graph.num_graphs, dtype=torch.float64, generator=gen)
+    assert (new.denoise(x, None, t, graph)[0] - old.denoise(x, None, t, graph)[0]).abs().max() \
+        < 1e-12
 
 
 def test_warm_start_refuses_incompatible_weights(tmp_path):

@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
     p.add_argument("--init-from", metavar="CKPT",
                    help="start a new run from this checkpoint's EMA weights (equal shapes "
-                   "copied, grown Linear inputs zero-padded)")
+                   "copied, grown Linear inputs zero-padded, new zero-start branches such as "
+                   "chirality_push kept at zero)")
     p.add_argument("--out-dir", help="override run.out_dir")
     p.add_argument("--steps", type=positive_int, help="override optim.steps")
     p.add_argument("--hours", type=positive_float, help="stop (checkpointed, resumable) after "

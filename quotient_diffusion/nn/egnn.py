@@ -25,6 +25,9 @@ atom, computed in every layer from that layer's coordinates x. The network is th
 SO(3)-equivariant, and O(3)-equivariant only for molecules without stereo centres. The new
 scalars come last so that a model trained without them extends to one with them by zero
 columns in phi_e's first layer (``qdiff train --init-from``), computing the same function.
+With ``chirality_push`` every layer also moves the atoms of each tetrahedral centre along the
+gradient directions of its chirality (:class:`~.stereo.ChiralityPush`, after the radial update),
+a branch that starts at zero and so also extends a trained model exactly.
 
 Speed: the first layer of phi_e is linear, W [h_i, h_j, s_ij] = W_t h_i + W_s h_j + W_e s_ij, so
 W_t h and W_s h are computed once per atom and gathered per edge: the only per-edge matmul of
@@ -39,7 +42,7 @@ from torch.nn import functional as fn
 
 from ..scatter import scatter_sum
 from .common import FlatGraphNetwork, LayerTimeEmbedding, gaussian_rbf, node_inputs
-from .stereo import STEREO_EDGE_SCALARS, StereoInputs, chirality
+from .stereo import STEREO_EDGE_SCALARS, ChiralityPush, StereoInputs, chirality
 
 __all__ = ["EGNN", "EGNNLayer"]
 
@@ -47,7 +50,8 @@ __all__ = ["EGNN", "EGNNLayer"]
 class EGNNLayer(nn.Module):
     """One EGNN layer: invariant messages, an equivariant coordinate update, a node update."""
 
-    def __init__(self, hidden: int, edge_scalars: int, norm: float, coords_range: float):
+    def __init__(self, hidden: int, edge_scalars: int, norm: float, coords_range: float,
+                 chirality_push: bool = False):
         super().__init__()
         self.norm = norm
         self.coords_range = coords_range
@@ -61,6 +65,7 @@ class EGNNLayer(nn.Module):
         self.node_mlp = nn.Sequential(
             nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
         )
+        self.push = ChiralityPush(hidden) if chirality_push else None
 
     def forward(
         self,
@@ -92,6 +97,8 @@ class EGNNLayer(nn.Module):
         step = diff / ((d2 + 1e-8).sqrt() + 1.0) * gate
         scale = self.coords_range / self.norm
         x = x + scale * scatter_sum(step, target, n, sorted_index=True)
+        if self.push is not None and stereo is not None:
+            x = x + self.push(h, x, stereo)
         agg = scatter_sum(m, target, n, sorted_index=True) / self.norm
         h = h + self.node_mlp(torch.cat([h, agg], -1))
         return h, x
@@ -106,7 +113,8 @@ class EGNN(FlatGraphNetwork):
     embedding, 0 = time only as an input feature), ``num_rbf`` and ``max_radius`` (radial basis
     of the layer distances, 0 = squared distance only). ``stereo`` (set by
     :func:`~quotient_diffusion.nn.get_network`, not an option) adds the stereo edge scalars;
-    ``forward`` then needs ``stereo`` inputs and the task's edges.
+    ``forward`` then needs ``stereo`` inputs and the task's edges. ``chirality_push`` (needs
+    ``stereo``) adds the chirality branch to every layer.
     """
 
     def __init__(
@@ -125,8 +133,11 @@ class EGNN(FlatGraphNetwork):
         num_rbf: int = 16,
         max_radius: float = 6.0,
         stereo: bool = False,
+        chirality_push: bool = False,
     ):
         super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
+        if chirality_push and not stereo:
+            raise ValueError("chirality_push needs a stereo network (task option stereo: true)")
         self.stereo = stereo
         self.embed = nn.Linear(in_features + 1, hidden)
         self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
@@ -136,7 +147,8 @@ class EGNN(FlatGraphNetwork):
         self.register_buffer("rbf_centres", rbf_centres, persistent=False)
         self.rbf_width = max_radius / max(num_rbf, 1)
         self.layers = nn.ModuleList(
-            EGNNLayer(hidden, edge_scalars, norm, coords_range) for _ in range(layers)
+            EGNNLayer(hidden, edge_scalars, norm, coords_range, chirality_push)
+            for _ in range(layers)
         )
         self.readout = nn.Linear(hidden, out_features) if out_features else None
 

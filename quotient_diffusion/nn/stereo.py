@@ -36,9 +36,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from torch.nn import functional as fn
 
-__all__ = ["StereoInputs", "chirality", "CHIRAL_INDEX", "CHIRAL_SIGN", "PAIR_STEREO",
-           "STEREO_EDGE_SCALARS"]
+__all__ = ["StereoInputs", "ChiralityPush", "centre_chirality", "chirality", "CHIRAL_INDEX",
+           "CHIRAL_SIGN", "PAIR_STEREO", "STEREO_EDGE_SCALARS"]
 
 CHIRAL_INDEX = "chiral_index"
 CHIRAL_SIGN = "chiral_sign"
@@ -71,15 +73,80 @@ class StereoInputs:
         return cls(extras[CHIRAL_INDEX].reshape(-1, 4), extras[CHIRAL_SIGN], extras[PAIR_STEREO])
 
 
-def chirality(
+def centre_chirality(
     x: torch.Tensor, centres: torch.Tensor, signs: torch.Tensor, eps: float = CHIRALITY_EPS
 ) -> torch.Tensor:
-    r"""chi (n,) of the coordinates x (n, 3): sigma_i det[u, v, w] / sqrt(|u|^2|v|^2|w|^2 +
-    eps^2) at every centre i of ``centres`` (C, 4), 0 elsewhere (module docstring)."""
+    r"""chi (C,) of the coordinates x (n, 3) at each centre of ``centres`` (C, 4):
+    sigma_i det[u, v, w] / sqrt(|u|^2|v|^2|w|^2 + eps^2) (module docstring)."""
     i, a, b, c = centres.unbind(-1)
     origin = x.index_select(0, i)
     u, v, w = (x.index_select(0, k) - origin for k in (a, b, c))
     det = (torch.linalg.cross(u, v) * w).sum(-1)
     norms = (u * u).sum(-1) * (v * v).sum(-1) * (w * w).sum(-1)
-    chi = signs.to(x.dtype) * det / (norms + eps**2).sqrt()
-    return x.new_zeros(x.shape[0]).index_add_(0, i, chi)
+    return signs.to(x.dtype) * det / (norms + eps**2).sqrt()
+
+
+def chirality(
+    x: torch.Tensor, centres: torch.Tensor, signs: torch.Tensor, eps: float = CHIRALITY_EPS
+) -> torch.Tensor:
+    r"""chi (n,) of the coordinates x (n, 3): :func:`centre_chirality` at every centre atom i of
+    ``centres`` (C, 4), 0 elsewhere."""
+    chi = centre_chirality(x, centres, signs, eps)
+    return x.new_zeros(x.shape[0]).index_add_(0, centres[:, 0], chi)
+
+
+class ChiralityPush(nn.Module):
+    r"""Displacements that can turn a tetrahedral centre over, for an EGNN layer.
+
+    An EGNN moves atom i only along the differences x_i - x_j, so inverting a centre takes a
+    delicate balance of many radial steps. This branch gives every centre (i; a, b, c) the
+    direct move. With unit bond vectors \hat u, \hat v, \hat w from i to a, b, c, the
+    directions
+
+        n_a = sigma (\hat v x \hat w),  n_b = sigma (\hat w x \hat u),
+        n_c = sigma (\hat u x \hat v)
+
+    are ascent directions of chi_i: n_a . grad_{x_a} chi_i = (|u|^2 |v x w|^2 - det^2) /
+    (|u|^3 |v|^2 |w|^2) >= 0 by Cauchy-Schwarz (det = u . (v x w)), and likewise for b and c,
+    so moving a neighbour along +n raises chi_i, towards the requested configuration. Each
+    neighbour k moves by
+
+        dx_k = tanh(phi([h_i, h_k, chi_i])) n_k,        dx_i = -(dx_a + dx_b + dx_c),
+
+    so the branch moves no centre of mass (translation invariant). Cross products of rotated
+    vectors rotate (det R = 1), so the branch is SO(3)-equivariant; a reflection together with
+    sigma -> -sigma maps it to its mirror image, like the rest of the stereo network. Relabelling
+    (a, b, c) by an odd permutation flips both sigma and the cross products, and phi sees each
+    neighbour on its own: the branch does not depend on the order of the reference neighbours.
+
+    ``starts_at_zero``: phi's output layer is initialised to zero, so the branch adds exactly
+    nothing until it has been trained, and a model without it warm-starts into one with it
+    computing the same function (:func:`quotient_diffusion.training.warm_start`)."""
+
+    starts_at_zero = True
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.hidden = nn.Linear(2 * hidden + 1, hidden)
+        self.out = nn.Linear(hidden, 1, bias=False)
+        nn.init.zeros_(self.out.weight)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, stereo: StereoInputs) -> torch.Tensor:
+        """The displacement (n, 3) of every atom (zero away from centres)."""
+        centres = stereo.centres
+        step = x.new_zeros(x.shape)
+        if centres.shape[0] == 0:
+            return step
+        chi = centre_chirality(x, centres, stereo.signs)
+        i, neighbours = centres[:, 0], centres[:, 1:]  # (C,), (C, 3)
+        bonds = x[neighbours] - x.index_select(0, i).unsqueeze(1)  # (C, 3, 3): u, v, w
+        unit = bonds / ((bonds * bonds).sum(-1, keepdim=True) + CHIRALITY_EPS).sqrt()
+        u, v, w = unit.unbind(1)
+        sign = stereo.signs.to(x.dtype)[:, None, None]
+        normals = sign * torch.stack(
+            [torch.linalg.cross(v, w), torch.linalg.cross(w, u), torch.linalg.cross(u, v)], 1)
+        inputs = torch.cat([h.index_select(0, i).unsqueeze(1).expand(-1, 3, -1), h[neighbours],
+                            chi[:, None, None].expand(-1, 3, 1)], -1)
+        moves = torch.tanh(self.out(fn.silu(self.hidden(inputs)))) * normals  # (C, 3, 3)
+        step = step.index_add(0, neighbours.reshape(-1), moves.reshape(-1, 3))
+        return step.index_add(0, i, -moves.sum(1))

@@ -16,7 +16,8 @@ steps and every ``checkpoint_minutes``), ``final.pt`` (when ``optim.steps`` is r
 carries the run's ``history`` (one entry per session: steps, wall time, date) and its curve.
 
 ``init_from`` starts a new run (step 0, fresh optimiser) from another checkpoint's EMA weights
-(:func:`~.warm_start.warm_start`: equal shapes copied, grown Linear inputs zero-padded); the
+(:func:`~.warm_start.warm_start`: equal shapes copied, grown Linear inputs zero-padded, new
+zero-start branches kept at zero); the
 first session of its history names that checkpoint. It cannot be combined with ``resume``.
 """
 

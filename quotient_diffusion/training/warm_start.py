@@ -6,6 +6,10 @@ Every entry of the new model's ``state_dict`` takes the checkpoint's entry of th
 * the weight W_old (out, k) of a ``Linear`` layer whose input grew to W (out, k + m): the old
   weight in the leading columns and zeros in the new trailing ones, W = [W_old, 0].
 
+* the entries of a new branch, a module with ``starts_at_zero = True`` whose output is exactly
+  zero at initialisation (:class:`~quotient_diffusion.nn.stereo.ChiralityPush`): absent from the
+  checkpoint, they keep the new model's initialisation.
+
 Anything else (a name on one side only, any other change of shape) is a
 :class:`~.checkpoint.CheckpointError` naming the first such entry. With W = [W_old, 0],
 W [s_old; s_new] = W_old s_old whatever the new inputs s_new are, so a model whose layers only
@@ -33,6 +37,12 @@ def _linear_weights(model: nn.Module) -> set[str]:
             if isinstance(module, nn.Linear)}
 
 
+def _zero_branch_entries(model: nn.Module) -> set[str]:
+    """State-dict names under the model's ``starts_at_zero`` modules."""
+    return {f"{name}.{key}" for name, module in model.named_modules()
+            if getattr(module, "starts_at_zero", False) for key in module.state_dict()}
+
+
 def warm_start(model: nn.Module, path: str | Path) -> list[str]:
     """Load the EMA weights of the checkpoint ``path`` into ``model`` by the rules of the module
     docstring; returns the names of the Linear weights whose input grew (zero-padded)."""
@@ -40,7 +50,8 @@ def warm_start(model: nn.Module, path: str | Path) -> list[str]:
     if not isinstance(source, dict):
         raise CheckpointError(f"{path}: its EMA weights are a {type(source).__name__}")
     target = model.state_dict()
-    missing = [key for key in target if key not in source]
+    new_branches = _zero_branch_entries(model)
+    missing = [key for key in target if key not in source and key not in new_branches]
     extra = [key for key in source if key not in target]
     if missing or extra:
         what = (f"{missing[0]} is not in the checkpoint" if missing
@@ -50,6 +61,9 @@ def warm_start(model: nn.Module, path: str | Path) -> list[str]:
     linear = _linear_weights(model)
     weights, grown = {}, []
     for key, new in target.items():
+        if key not in source:  # a new zero-start branch
+            weights[key] = new
+            continue
         old = source[key]
         if not isinstance(old, torch.Tensor):
             raise CheckpointError(f"{path}: {key} is a {type(old).__name__}, not a tensor")
