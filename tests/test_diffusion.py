@@ -21,7 +21,8 @@ from quotient_diffusion.diffusion import (
     time_grid,
 )
 from quotient_diffusion.diffusion.samplers import EDM_SIGMA_RANGE, SCHEDULES
-from quotient_diffusion.groups import SE3, center, random_rotations, rotate
+from quotient_diffusion.diffusion.template_posterior import AxialTemplateMixture
+from quotient_diffusion.groups import SE3, SO2, SO3, center, random_rotations, rotate
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # many small operations: see conftest
 
@@ -116,6 +117,60 @@ def test_wrong_curvature_sign_misses_the_gaussian_target():
     assert means[0.0] / expected < 0.93 and means[1.0] / expected < means[0.0] / expected
 
 
+@pytest.mark.parametrize("treatment,method,solver", [
+    (Conventional(SO2()), "ode", "heun"),
+    (Conventional(SO2()), "sde", "euler"),
+    (Quotient(SO2()), "sde", "euler"),
+    (Quotient(SO3()), "sde", "euler"),
+], ids=["conventional-SO2-ode", "conventional-SO2-sde", "quotient-SO2-sde", "quotient-SO3-sde"])
+def test_samplers_keep_every_coordinate_without_translations(treatment, method, solver):
+    """A group without translations diffuses all of R^{3N}: for the target N(0, sigma^2 I) on
+    every coordinate (invariant under SO(3) and SO(2) about the origin), E|x|^2 = 3 N sigma^2
+    (not 3 (N - 1) sigma^2 as in the centred space) and E|centroid|^2 = 3 sigma^2 / N."""
+    sigma, n_atoms, n_mols = 1.3, 5, 4000
+    interp = LinearInterpolant()
+    batch = flat_batch(n_mols, n_atoms)
+    denoise, holder = gaussian_denoiser(sigma, interp)
+    holder[0] = batch
+    gen = torch.Generator().manual_seed(3)
+    x0, _ = prior_sample(batch, dtype=DT, generator=gen, group=treatment.group)
+    cfg = SamplerConfig(steps=200, method=method, solver=solver)
+    x, _ = sample(denoise, x0, None, batch, treatment, interp, cfg, gen)
+    xm = x.view(n_mols, n_atoms, 3)
+    sq = (xm * xm).sum((-1, -2))
+    expected = sigma**2 * 3 * n_atoms
+    assert abs(sq.mean() - expected) < 4 * sq.std() / math.sqrt(n_mols) + 0.01 * expected
+    centroid = xm.mean(1).pow(2).sum(-1)
+    assert abs(centroid.mean() / (3 * sigma**2 / n_atoms) - 1) < 0.1
+
+
+@pytest.mark.parametrize("group", [SE3(), SO2()], ids=repr)
+def test_model_uses_its_group_for_translations_and_augmentation(group):
+    """Data, training noise and the denoiser pass through the group's remove_translations, and
+    augmentation draws the group's rotations: the loss at fixed times equals the one rebuilt
+    here from x1 = g Pi(pos) (g = group.augment), x_t = a Pi(eps) + b x1, D = Pi(w(t) x_t), with
+    Pi centring for SE(3) and the identity for SO(2) (clouds far from the origin)."""
+    torch.manual_seed(0)
+    graph = collate([Graph(pos=torch.randn(n, 3, dtype=DT) + 3.0,
+                           node_attr=torch.zeros(n, 1, dtype=DT)) for n in (3, 5, 4)])
+    net = ScaleNet().double()
+    model = DiffusionModel(net, Conventional(group), weighting="constant", augment_rotations=True)
+    t = torch.tensor([0.2, 0.5, 0.8], dtype=DT)
+    loss, _ = model.training_loss(graph, torch.Generator().manual_seed(1), t)
+    keep, batch = group.remove_translations, graph.batch
+    gen = torch.Generator().manual_seed(1)  # the same draws in the same order
+    x1 = group.augment(keep(graph.pos, batch), batch, gen)
+    eps = torch.randn(graph.pos.shape, dtype=DT, generator=gen)
+    a, b = model.interpolant.coefficients(t[batch].unsqueeze(-1))
+    xt = a * keep(eps, batch) + b * x1
+    den = keep(net.mlp(t.unsqueeze(-1))[batch] * xt, batch)
+    torch.testing.assert_close(model.denoise(xt, None, t, graph)[0], den, rtol=0, atol=1e-12)
+    per_atom = ((den - x1) ** 2).sum(-1)
+    counts = torch.bincount(batch).to(DT)
+    ref = (torch.zeros(3, dtype=DT).index_add_(0, batch, per_atom) / (3 * counts)).mean()
+    torch.testing.assert_close(loss, ref, rtol=0, atol=1e-12)
+
+
 def random_batch(gen, sizes=(4, 7, 5)):
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     x1 = center(torch.randn(len(batch), 3, dtype=DT, generator=gen), batch)
@@ -193,6 +248,53 @@ def test_training_reduces_loss_and_sampling_runs(name):
     x, h = model.sample(graph, SamplerConfig(steps=10, method="sde"), generator=gen)
     assert x.shape == graph.pos.shape and h.shape == (graph.pos.shape[0], 2)
     assert torch.isfinite(x).all() and torch.isfinite(h).all()
+
+
+# ---------------------------------------------------------------------------- SO(2) toy target
+def axial_posterior_mean(mix, xt, a, b):
+    """E[x1 | x_t] of the SO(2) template mixture in closed form: for template k the angle is von
+    Mises with kappa = b rho / v, so E[R T_k] = T_ax + I1(kappa)/I0(kappa) R_theta* T_perp and
+    p(k | x_t) ~ exp((b/v) <x_ax, T_ax> - b^2 |T|^2 / (2 v)) I0(kappa)."""
+    ax = mix.group.axis.to(DT)
+    s2 = mix.shape_noise**2
+    v = (a**2 + b**2 * s2)[:, None]
+    tmpl = mix.templates.to(DT)
+    t_ax = (tmpl @ ax).unsqueeze(-1) * ax  # (K, N, 3)
+    t_perp = tmpl - t_ax
+    x_perp = xt - (xt @ ax).unsqueeze(-1) * ax
+    cos = torch.einsum("kni,bni->bk", t_perp, x_perp)
+    sin = (torch.linalg.cross(tmpl[None], xt[:, None]) @ ax).sum(-1)  # sum_n a . (T_n x x_n)
+    rho, theta = torch.sqrt(cos**2 + sin**2), torch.atan2(sin, cos)
+    kappa = b[:, None] * rho / v
+    axial = torch.einsum("kni,bni->bk", t_ax, xt)
+    log_w = (b[:, None] / v) * axial + torch.special.i0e(kappa).log() + kappa \
+        - (b[:, None] ** 2 / (2 * v)) * tmpl.pow(2).sum((-1, -2))
+    ratio = torch.special.i1e(kappa) / torch.special.i0e(kappa)
+    turned = torch.linalg.cross(ax.expand_as(t_perp), t_perp)  # a x T_perp
+    cos_t, sin_t = torch.cos(theta)[..., None, None], torch.sin(theta)[..., None, None]
+    rot_perp = cos_t * t_perp + sin_t * turned  # R_theta* T_perp
+    mean_rot = t_ax + ratio[..., None, None] * rot_perp  # (B, K, N, 3)
+    shrink = (1 - b**2 * s2 / v[:, 0])[:, None, None, None]
+    mu = mean_rot * shrink + (b * s2 / v[:, 0])[:, None, None, None] * xt[:, None]
+    return torch.einsum("bk,bkni->bni", torch.softmax(log_w, -1), mu)
+
+
+def test_axial_template_posterior_mean_matches_the_von_mises_closed_form():
+    """The SO(2) toy target (rotations about z only): its rotations fix the axis, and the
+    particle posterior mean (a shifted uniform grid of 128 angles) is the closed form to 1e-9
+    from pure noise (t = 0.05) to almost clean data (t = 0.97)."""
+    mix = AxialTemplateMixture.random(3, 6, 0.15, seed=0)
+    gen = torch.Generator().manual_seed(8)
+    rot = mix.random_rotations(16, gen)
+    ez = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
+    torch.testing.assert_close(rot @ ez, ez.expand(16, 3), rtol=0, atol=1e-14)
+    t = torch.tensor([0.05, 0.3, 0.6, 0.8, 0.9, 0.97], dtype=DT)
+    a, b = LinearInterpolant().coefficients(t)
+    x1 = mix.sample(len(t), gen).view(len(t), 6, 3)
+    eps = torch.randn(x1.shape, dtype=DT, generator=gen)
+    xt = a[:, None, None] * (eps - eps.mean(1, keepdim=True)) + b[:, None, None] * x1
+    out = mix.denoisers(xt, a, b, num_rotations=128, kinds=("mean",), generator=gen)["mean"]
+    torch.testing.assert_close(out, axial_posterior_mean(mix, xt, a, b), rtol=0, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------- anisotropic target

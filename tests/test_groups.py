@@ -478,6 +478,51 @@ def test_align_result_lies_on_orbit_of_x(named_group):
         torch.testing.assert_close(per_mol_dot(out, out, b), per_mol_dot(x, x, b))
 
 
+# ---------------------------------------------------------------------------- translations
+WITH_TRANSLATIONS = {"T3", "SE3"}  # the groups that contain the translations of R^3
+
+
+def test_remove_translations_centres_exactly_the_groups_with_translations(named_group):
+    """With translations: x_n minus its molecule's mean (built here molecule by molecule);
+    without: x unchanged. Horizontal vectors already lie in the subspace it keeps."""
+    name, group = named_group
+    assert group.has_translations == (name in WITH_TRANSLATIONS)
+    x, b = random_flat_batch(SIZES, seed=40, offset=2.0)
+    out = group.remove_translations(x, b)
+    if group.has_translations:
+        ref = torch.cat([x[b == m] - x[b == m].mean(0) for m in range(len(SIZES))])
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    else:
+        assert torch.equal(out, x)
+    pv = group.project(torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(41)),
+                       x, b)
+    torch.testing.assert_close(group.remove_translations(pv, b), pv, rtol=0, atol=1e-12)
+
+
+def test_augment_moves_along_the_orbit_with_the_haar_average(named_group):
+    """augment(x) lies on the orbit of x (its alignment onto itself is exact), and its mean over
+    many draws is the Haar average E[g] x: 0 for SO(3) and SE(3), the axial part (a . x) a for
+    SO(2), x itself for T3 (no rotations)."""
+    name, group = named_group
+    copies, n = 4000, 5
+    cloud, _ = random_flat_batch([n], seed=42)
+    cloud = group.remove_translations(cloud)  # SE(3) augments centred clouds
+    x = cloud.repeat(copies, 1)
+    b = torch.arange(copies).repeat_interleave(n)
+    out = group.augment(x, b, torch.Generator().manual_seed(43))
+    torch.testing.assert_close(group.align(x, out, b), out, rtol=0, atol=1e-10)
+    if name == "T3":
+        expected = cloud
+    elif name.startswith("SO2"):
+        a = _axis(group)
+        expected = (cloud @ a).unsqueeze(-1) * a
+    else:
+        expected = torch.zeros_like(cloud)
+    mean = out.view(copies, n, 3).mean(0)
+    bound = 5 * cloud.norm(dim=-1).max() / copies**0.5  # 5 standard errors or more
+    assert (mean - expected).abs().max() < bound
+
+
 # ---------------------------------------------------------------------------- registry
 def test_get_group_and_errors():
     assert isinstance(get_group("se3"), SE3)

@@ -411,6 +411,7 @@ def toy_config(tmp_path: Path, **model) -> dict:
     ({"task": {"options": {"num_val": 2.5}}}, "task.options.num_val: expected an integer"),
     ({"model": {"network": "egn"}}, "model.network: unknown name 'egn'"),
     ({"model": {"treatment": "quotent"}}, "model.treatment"),
+    ({"model": {"group": "se3"}}, "model.group: unknown name 'se3'"),
     ({"task": {"name": "toys"}}, "task.name"),
     ({"run": []}, "run: expected an object"),
 ])
@@ -445,10 +446,15 @@ def test_types_come_from_the_annotations_of_any_field():
             check_section("new", Section, values)
 
 
-def test_cli_bad_config_exits_2(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ('{"optim": {"lr": "0.001"}}', "optim.lr"),
+    ('{"model": {"group": "nonsense"}}',
+     "model.group: unknown name 'nonsense'; choose one of SE3, SO2, SO3, T3"),
+], ids=["type", "group"])
+def test_cli_bad_config_exits_2(tmp_path, text, message):
     bad = tmp_path / "c.json"
-    bad.write_text('{"optim": {"lr": "0.001"}}')
-    assert_clean_error(qdiff("train", "--config", str(bad), cwd=tmp_path), "optim.lr")
+    bad.write_text(text)
+    assert_clean_error(qdiff("train", "--config", str(bad), cwd=tmp_path), message)
 
 
 def test_resume_refuses_a_different_model_or_no_checkpoint(tmp_path, capsys):

@@ -5,12 +5,20 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from quotient_diffusion.data import collate
+from quotient_diffusion.diffusion import SamplerConfig
+from quotient_diffusion.groups import get_group
+from quotient_diffusion.scatter import scatter_mean
+from quotient_diffusion.tasks import get_task
 from quotient_diffusion.training import EMA, TrainConfig, load_trained_model, train
 from quotient_diffusion.training.checkpoint import load_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(tmp_path, steps=6, **run) -> TrainConfig:
@@ -98,6 +106,29 @@ def test_export_keeps_the_weights_and_the_record_not_the_optimiser(tmp_path, sin
     assert slim["history"] == full["history"] and slim["history"][0]["end_step"] == 3
     assert slim["curve"] == full["curve"] and slim["curve"]
     assert_same_state(full["ema"], slim["ema"], "ema")
+
+
+@pytest.mark.parametrize("group", ["SO2", "SO3", "SE3"])
+def test_toy_trains_and_samples_with_the_group_of_its_config(tmp_path, single_thread, group):
+    """configs/toy_so2.json shrunk to seconds, and the same with SO3 and SE3: the checkpoint
+    records the group, the reloaded model quotients by it, its SDE samples are finite, and only
+    a group with translations centres them."""
+    data = json.loads((ROOT / "configs" / "toy_so2.json").read_text())
+    assert data["model"]["group"] == "SO2"
+    data["task"]["options"] = {"num_train": 16, "num_val": 4}
+    data["model"].update(hidden=8, layers=1, group=group)
+    data["optim"].update(steps=3, batch_size=8)
+    data["run"].update(out_dir=str(tmp_path / "run"), checkpoint_every=3, validate_every=3)
+    final = train(TrainConfig.from_dict(data), progress=False)
+    assert load_checkpoint(final)["config"]["model"]["group"] == group
+    model, cfg = load_trained_model(final)
+    assert cfg.model.group == group and repr(model.group) == repr(get_group(group))
+    graph = collate(get_task(cfg).datasets()[1])
+    gen = torch.Generator().manual_seed(0)
+    x, _ = model.sample(graph, SamplerConfig(steps=4, method="sde"), generator=gen)
+    assert x.shape == graph.pos.shape and torch.isfinite(x).all()
+    centroid = scatter_mean(x, graph.batch, graph.num_graphs, True)
+    assert bool(centroid.abs().max() < 1e-5) == model.group.has_translations
 
 
 def test_cli_train_reports_bad_config(tmp_path):

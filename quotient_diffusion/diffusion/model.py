@@ -13,13 +13,18 @@ Denoiser. With ``preconditioning`` (EDM's c_skip / c_out / c_in, Karras et al. 2
 for x_t = a eps + b x1 with data standard deviation sigma per coordinate): let
 V(t) = a^2 + b^2 sigma^2 (the variance of x_t), then
 
-    D(x_t, t) = centre(c_skip x_t + c_out F(c_in x_t, t)),
+    D(x_t, t) = Pi(c_skip x_t + c_out F(c_in x_t, t)),
     c_skip = b sigma^2 / V,   c_out = a sigma / sqrt(V),   c_in = 1 / sqrt(V).
 
 (EDM's formulas with y = x_t / b and noise level a / b.) F's input has unit variance at every
 t, its target (x1 - c_skip x_t) / c_out too, and D -> x_t / b as a -> 0, so the network never
 has to learn the identity at low noise. The invariant features follow the same formulas with
-their own ``sigma_data_features``. Without preconditioning, D = centre(x_t + vec), D_h = feat.
+their own ``sigma_data_features``. Without preconditioning, D = Pi(x_t + vec), D_h = feat.
+
+Pi is the group's ``remove_translations`` (the group is the treatment's): centring for a group
+with translations (SE(3), the default), the identity for one without (SO(3), SO(2) about z).
+Data, prior noise and every sampling step pass through the same Pi. ``augment_rotations``
+moves each training molecule by a random element of the group's rotations (``group.augment``).
 
 Training: t ~ U(t_min, 1) per molecule; per-molecule loss of the treatment, weighted by
 ``weighting``: 'unit' (1 / c_out^2: the loss of F, which weighs every t equally; the default with
@@ -34,7 +39,7 @@ import torch
 from torch import nn
 
 from ..data.batch import GraphBatch
-from ..groups import center, random_rotations, rotate
+from ..groups import GroupAction
 from ..nn.stereo import StereoInputs
 from .interpolants import Interpolant, LinearInterpolant
 from .samplers import SamplerConfig, prior_sample, sample
@@ -84,6 +89,11 @@ class DiffusionModel(nn.Module):
         self.sigma_data = sigma_data
         self.sigma_data_features = sigma_data_features
 
+    @property
+    def group(self) -> GroupAction:
+        """The group the model quotients by (its treatment's)."""
+        return self.treatment.group
+
     # ---------------------------------------------------------------- denoiser
     def scalings(
         self, t: torch.Tensor, sigma: float
@@ -110,7 +120,8 @@ class DiffusionModel(nn.Module):
             inputs = graph.node_attr if h is None else torch.cat([graph.node_attr, h], -1)
             vec, feat = self.network(x, inputs, graph.batch, t, graph.edge_index,
                                      graph.edge_attr, **extra)
-            return center(x + vec, graph.batch), (feat if self.feature_dim else None)
+            den = self.group.remove_translations(x + vec, graph.batch)
+            return den, (feat if self.feature_dim else None)
         tn = t[graph.batch].unsqueeze(-1)
         skip, out, scale_in = self.scalings(tn, self.sigma_data)
         inputs = graph.node_attr
@@ -119,7 +130,7 @@ class DiffusionModel(nn.Module):
             inputs = torch.cat([inputs, scale_in_h * h], -1)
         vec, feat = self.network(scale_in * x, inputs, graph.batch, t, graph.edge_index,
                                  graph.edge_attr, **extra)
-        den = center(skip * x + out * vec, graph.batch)
+        den = self.group.remove_translations(skip * x + out * vec, graph.batch)
         return den, (skip_h * h + out_h * feat if h is not None else None)
 
     def loss_weight(self, t: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -148,12 +159,12 @@ class DiffusionModel(nn.Module):
         """
         batch, nb = graph.batch, graph.num_graphs
         dtype = graph.pos.dtype
-        x1 = center(graph.pos, batch) / self.coord_scale
+        x1 = self.group.remove_translations(graph.pos, batch) / self.coord_scale
         if self.augment_rotations:
-            x1 = rotate(x1, random_rotations(nb, dtype, generator).to(dtype), batch)
+            x1 = self.group.augment(x1, batch, generator)
         if t is None:
             t = self.t_min + (1 - self.t_min) * torch.rand(nb, dtype=dtype, generator=generator)
-        eps, eps_h = prior_sample(batch, self.feature_dim, dtype, generator)
+        eps, eps_h = prior_sample(batch, self.feature_dim, dtype, generator, self.group)
         tn = t[batch].unsqueeze(-1)
         xt = self.interpolant.noisy(x1, eps, tn)
         h1 = graph.extras.get("features") if self.feature_dim else None
@@ -187,11 +198,12 @@ class DiffusionModel(nn.Module):
         config: SamplerConfig | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sample coordinates (Angstrom, centred) and features for the molecules of ``graph``
-        (its ``pos`` is ignored; its graph and node features condition the network)."""
+        """Sample coordinates (Angstrom; centred if the group has translations) and features
+        for the molecules of ``graph`` (its ``pos`` is ignored; its graph and node features
+        condition the network)."""
         config = config or SamplerConfig()
         dtype = graph.node_attr.dtype if graph.node_attr.is_floating_point() else torch.float32
-        x, h = prior_sample(graph.batch, self.feature_dim, dtype, generator)
+        x, h = prior_sample(graph.batch, self.feature_dim, dtype, generator, self.group)
 
         def denoise(x, h, t):
             return self.denoise(x, h, t, graph)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..groups import center
+from ..groups import SE3, GroupAction
 from .interpolants import Interpolant
 from .treatments import Treatment
 
@@ -211,10 +211,13 @@ def prior_sample(
     num_features: int = 0,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
+    group: GroupAction | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Centred Gaussian coordinates (n, 3) and, if asked, Gaussian features (n, F)."""
+    """Gaussian coordinates (n, 3) without the translations of ``group`` (default SE(3):
+    centred per molecule) and, if asked, Gaussian features (n, F)."""
     n = batch.shape[0]
-    x = center(torch.randn(n, 3, dtype=dtype, generator=generator), batch)
+    group = group if group is not None else SE3()
+    x = group.remove_translations(torch.randn(n, 3, dtype=dtype, generator=generator), batch)
     h = torch.randn(n, num_features, dtype=dtype, generator=generator) if num_features else None
     return x, h
 
@@ -230,7 +233,8 @@ def sample(
     config: SamplerConfig,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Integrate from the prior sample (x, h) at t = 0 to t = 1; returns the final (x, h)."""
+    """Integrate from the prior sample (x, h) at t = 0 to t = 1; returns the final (x, h).
+    Every step ends without the translations of ``treatment.group`` (centred for SE(3))."""
     nb = int(batch.max()) + 1
     grid = time_grid(config, interpolant, x.dtype)
 
@@ -284,5 +288,5 @@ def sample(
         else:
             x = x + dx * dt
             h = None if h is None else h + dh * dt
-        x = center(x, batch)
+        x = treatment.group.remove_translations(x, batch)
     return x, h

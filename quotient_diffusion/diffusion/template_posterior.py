@@ -17,6 +17,15 @@ From posterior samples the minimiser of each treatment's loss follows: the poste
 (conventional; its horizontal part for quotient), the mean of targets aligned to x_t (GeoDiff),
 and the fixed point D = E[A_D(x1)] (AF3). These are the denoisers an infinitely large network
 trained to convergence would learn under each treatment.
+
+:class:`AxialTemplateMixture` is the SO(2) analogue: R is a rotation about a fixed axis a by an
+angle uniform on [0, 2 pi), so the target is invariant under SO(2) about a but not under SO(3).
+For fixed k the angle's posterior is von Mises, p(theta | k, x_t) ~ exp(kappa cos(theta -
+theta*)) with kappa = b rho / v, rho = |(sum_n x^perp_n . T^perp_n, sum_n a . (T_n x x_n))|.
+Its particles are a uniform grid of M angles with a random offset (Haar-uniform, so the weights
+are the likelihoods): the trapezoidal rule on a periodic integrand, whose error for the
+posterior mean is of order exp(-M^2 / (2 kappa)), negligible for M >= 64 at this target's
+kappa (at most a few hundred). Alignments are SO(2) alignments about a.
 """
 
 from __future__ import annotations
@@ -25,10 +34,10 @@ import math
 
 import torch
 
-from ..groups import axis_angle_to_matrix, kabsch_rotation, random_rotations
+from ..groups import SO2, axis_angle_to_matrix, kabsch_rotation, random_rotations
 from .interpolants import Interpolant
 
-__all__ = ["TemplateMixture"]
+__all__ = ["TemplateMixture", "AxialTemplateMixture"]
 
 
 def _log_map_angle(rel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +57,8 @@ def _log_map_angle(rel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class TemplateMixture:
-    """The toy target and its posterior. ``templates``: (K, N, 3), centred."""
+    """The toy target (Haar-random rotations in SO(3)) and its posterior. ``templates``:
+    (K, N, 3), centred."""
 
     def __init__(self, templates: torch.Tensor, shape_noise: float):
         self.templates = templates - templates.mean(1, keepdim=True)
@@ -79,27 +89,27 @@ class TemplateMixture:
         k = torch.randint(len(self.templates), (num,), generator=generator)
         xi = torch.randn(num, self.num_points, 3, dtype=self.templates.dtype, generator=generator)
         shape = self.templates[k] + self.shape_noise * (xi - xi.mean(1, keepdim=True))
-        rot = random_rotations(num, self.templates.dtype, generator)
+        rot = self.random_rotations(num, generator)
         return torch.einsum("bij,bnj->bni", rot, shape).reshape(-1, 3)
 
-    # ------------------------------------------------------------------ posterior
-    def posterior(
+    def random_rotations(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``num`` Haar-random rotation matrices of the target's group (here SO(3))."""
+        return random_rotations(num, self.templates.dtype, generator)
+
+    def rotation_particles(
         self,
         xt: torch.Tensor,
-        a: torch.Tensor,
         b: torch.Tensor,
-        num_rotations: int = 256,
+        v: torch.Tensor,
+        num_rotations: int,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Particles of p(k, R | x_t): (log-weights (B, P), means mu (B, P, N, 3), var c (B,)).
-
-        ``xt``: (B, N, 3) centred; ``a``, ``b``: (B,). P = K * num_rotations particles.
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proposal rotations (B, K, M, 3, 3) for every (cloud, template) and their log-density
+        with respect to the normalised Haar measure (B, K, M): the defensive mixture of the
+        module docstring."""
         bsz, n, _ = xt.shape
         kt = len(self.templates)
         dtype = xt.dtype
-        s2 = self.shape_noise**2
-        v = a**2 + b**2 * s2  # (B,)
         tmpl = self.templates.to(dtype)
         norms = tmpl.pow(2).sum((-1, -2))  # (K,)
         # Kabsch optimum of each template against x_t: R* T_k ~ x_t
@@ -122,6 +132,36 @@ class TemplateMixture:
         haar = torch.log(2 * (1 - torch.cos(theta)).clamp_min(1e-30) / theta.clamp_min(1e-15) ** 2)
         log_loc = log_gauss + math.log(8 * math.pi**2) - haar
         log_q = torch.logaddexp(torch.full_like(log_loc, math.log(0.5)), log_loc + math.log(0.5))
+        return rots, log_q
+
+    def aligned(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Each cloud of ``x`` (S, N, 3) rotated onto the matching one of ``ref`` by the
+        target's group (Kabsch here)."""
+        n = x.shape[1]
+        idx = torch.arange(x.shape[0]).repeat_interleave(n)
+        rot = kabsch_rotation(x.reshape(-1, 3), ref.reshape(-1, 3), idx)
+        return torch.einsum("sij,snj->sni", rot, x)
+
+    # ------------------------------------------------------------------ posterior
+    def posterior(
+        self,
+        xt: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        num_rotations: int = 256,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Particles of p(k, R | x_t): (log-weights (B, P), means mu (B, P, N, 3), var c (B,)).
+
+        ``xt``: (B, N, 3) centred; ``a``, ``b``: (B,). P = K * num_rotations particles.
+        """
+        bsz, n, _ = xt.shape
+        dtype = xt.dtype
+        s2 = self.shape_noise**2
+        v = a**2 + b**2 * s2  # (B,)
+        tmpl = self.templates.to(dtype)
+        norms = tmpl.pow(2).sum((-1, -2))  # (K,)
+        rots, log_q = self.rotation_particles(xt, b, v, num_rotations, generator)
         # likelihood: (b/v) <x_t, R T_k> - b^2 |T_k|^2 / (2 v)
         h = torch.einsum("bni,knj->bkij", xt, tmpl)  # sum_n x_n T_n^T
         inner = (rots * h.unsqueeze(2)).sum((-1, -2))  # (B, K, M)
@@ -156,14 +196,11 @@ class TemplateMixture:
         chosen = torch.gather(mu, 1, pick[..., None, None].expand(-1, -1, n, 3))
         xi = torch.randn(chosen.shape, dtype=xt.dtype, generator=generator)
         xi = xi - xi.mean(2, keepdim=True)
-        samples = (chosen + c.sqrt()[:, None, None, None] * xi).reshape(-1, 3)
-        idx = torch.arange(bsz * num_samples).repeat_interleave(n)
+        samples = (chosen + c.sqrt()[:, None, None, None] * xi).reshape(-1, n, 3)
 
         def aligned_mean(ref: torch.Tensor) -> torch.Tensor:
-            ref_rep = ref.unsqueeze(1).expand(bsz, num_samples, n, 3).reshape(-1, 3)
-            rot = kabsch_rotation(samples, ref_rep, idx)
-            al = torch.einsum("sij,snj->sni", rot, samples.view(-1, n, 3))
-            return al.view(bsz, num_samples, n, 3).mean(1)
+            ref_rep = ref.unsqueeze(1).expand(bsz, num_samples, n, 3).reshape(-1, n, 3)
+            return self.aligned(samples, ref_rep).view(bsz, num_samples, n, 3).mean(1)
 
         if "geodiff" in kinds:
             out["geodiff"] = aligned_mean(xt)
@@ -187,3 +224,33 @@ class TemplateMixture:
             return d.reshape(-1, 3), None
 
         return denoise
+
+
+class AxialTemplateMixture(TemplateMixture):
+    """The toy target rotated about one axis only (SO(2), uniform angle); see the module
+    docstring for its posterior particles."""
+
+    def __init__(self, templates: torch.Tensor, shape_noise: float, axis=(0.0, 0.0, 1.0)):
+        super().__init__(templates, shape_noise)
+        self.group = SO2(axis)
+
+    def _rotations(self, angles: torch.Tensor) -> torch.Tensor:
+        """Rotation matrices (..., 3, 3) about the axis by ``angles`` (...)."""
+        axis = self.group.axis.to(angles.dtype)
+        return axis_angle_to_matrix(angles.unsqueeze(-1) * axis)
+
+    def random_rotations(self, num, generator=None):
+        angles = torch.rand(num, dtype=self.templates.dtype, generator=generator)
+        return self._rotations(2 * math.pi * angles)
+
+    def rotation_particles(self, xt, b, v, num_rotations, generator=None):
+        bsz, kt = xt.shape[0], len(self.templates)
+        offset = torch.rand(bsz, kt, 1, dtype=xt.dtype, generator=generator)
+        grid = torch.arange(num_rotations, dtype=xt.dtype)
+        rots = self._rotations(2 * math.pi * (offset + grid) / num_rotations)
+        return rots, torch.zeros(rots.shape[:-2], dtype=xt.dtype)
+
+    def aligned(self, x, ref):
+        n = x.shape[1]
+        idx = torch.arange(x.shape[0]).repeat_interleave(n)
+        return self.group.align(x.reshape(-1, 3), ref.reshape(-1, 3), idx).view(x.shape)

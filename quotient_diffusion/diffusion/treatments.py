@@ -1,6 +1,8 @@
 r"""The four symmetry treatments: each gives a training residual and the sampler's drift.
 
-All coordinates are centred per molecule (translations are always quotiented out). With a
+Each treatment holds the group it quotients by (default SE(3)). If the group contains the
+translations, every coordinate lives in the centred subspace (the group's
+``remove_translations`` centres data, noise and drifts); otherwise nothing is centred. With a
 denoiser output D, clean data x1 and noisy input x_t, the per-molecule loss is
 w(t) * |r|^2 / (3 N) with the residual r:
 
@@ -13,10 +15,11 @@ AF3 alignment      D - A_{sg(D)}(x1)               v + eta s,           noise z
 quotient           P_{x_t}(D - x1)                 P(v + eta s) - eta h, noise P z
 =================  ==============================  ==========================================
 
-(z is mean-free Gaussian, A_y(x) the point of the orbit of x closest to y, P the horizontal
-projection, h the mean curvature of the orbits.) The quotient SDE's correction is -eta h, i.e.
--(sigma^2/2) h for noise variance sigma^2 = 2 eta; the paper's printed '+ eta h' is wrong (see
-docs/theory.md). ``Quotient(curvature_sign=...)`` exists only to measure the wrong variants.
+(z is Gaussian with the group's translations removed, A_y(x) the point of the orbit of x
+closest to y, P the horizontal projection, h the mean curvature of the orbits.) The quotient
+SDE's correction is -eta h, i.e. -(sigma^2/2) h for noise variance sigma^2 = 2 eta; the paper's
+printed '+ eta h' is wrong (see docs/theory.md). ``Quotient(curvature_sign=...)`` exists only
+to measure the wrong variants.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from ..groups import SE3, GroupAction, center
+from ..groups import SE3, GroupAction
 from ..scatter import num_segments, scatter_sum
 
 __all__ = [
@@ -51,7 +54,8 @@ class Treatment(ABC):
     def residual(
         self, denoised: torch.Tensor, x1: torch.Tensor, xt: torch.Tensor, batch: torch.Tensor
     ) -> torch.Tensor:
-        """Per-atom residual whose squared norm is the loss (all inputs centred)."""
+        """Per-atom residual whose squared norm is the loss (inputs without the group's
+        translations)."""
 
     def loss(
         self,
@@ -77,13 +81,15 @@ class Treatment(ABC):
         score: torch.Tensor | None = None,
         eta: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Drift of the sampler: v (+ eta s for the SDE), centred. ``eta`` is per atom (n, 1)."""
+        """Drift of the sampler: v (+ eta s for the SDE), without the group's translations.
+        ``eta`` is per atom (n, 1)."""
         d = velocity if score is None else velocity + eta * score
-        return center(d, batch)
+        return self.group.remove_translations(d, batch)
 
     def noise(self, z: torch.Tensor, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """Noise increment direction for the SDE (mean-free Gaussian for the standard SDE)."""
-        return center(z, batch)
+        """Noise increment direction for the SDE: for the standard SDE, the Gaussian ``z``
+        without the group's translations (mean-free for SE(3))."""
+        return self.group.remove_translations(z, batch)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(group={self.group!r})"

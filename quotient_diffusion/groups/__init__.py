@@ -25,14 +25,17 @@ __all__ = [
     "axis_angle_to_matrix",
     "random_rotations",
     "get_group",
+    "GROUPS",
 ]
 
-_GROUPS = {"T3": Translation, "SO3": SO3, "SE3": SE3, "SO2": SO2}
+#: the groups by name (``model.group`` in a training config): translations, rotations about the
+#: origin, rigid motions, rotations about the z axis
+GROUPS: dict[str, type[GroupAction]] = {"T3": Translation, "SO3": SO3, "SE3": SE3, "SO2": SO2}
 
 
 def get_group(name: str) -> GroupAction:
-    """Instantiate a group by name: 'T3', 'SO3', 'SE3' or 'SO2' (about z)."""
+    """Instantiate a group by name (case-insensitive): 'T3', 'SO3', 'SE3' or 'SO2' (about z)."""
     try:
-        return _GROUPS[name.upper()]()
+        return GROUPS[name.upper()]()
     except KeyError:
-        raise ValueError(f"unknown group {name!r}; choose one of {sorted(_GROUPS)}") from None
+        raise ValueError(f"unknown group {name!r}; choose one of {sorted(GROUPS)}") from None

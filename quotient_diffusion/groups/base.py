@@ -13,6 +13,12 @@ Everything the diffusion code needs follows from :math:`U` alone:
 * mean curvature of the orbit :math:`h(x) = -\tfrac12 \nabla_x \log\det G(x)`;
 * alignment :math:`A_y(x) = \arg\min_{g} \lVert g\cdot x - y \rVert`.
 
+Translations are flat directions (:math:`h = 0`, :math:`G = N I_3` on them), so a group that
+contains the translations of :math:`R^3` is quotiented by them once and for all: the diffusion
+works in the centred subspace :math:`\sum_n x_n = 0` (:meth:`GroupAction.remove_translations`
+removes each molecule's mean from data, noise, drifts and denoiser outputs). A group without
+translations leaves every coordinate as it is.
+
 Flat batches: ``x`` has shape ``(num_atoms, 3)`` with all molecules' atoms concatenated and
 ``batch[i]`` the molecule of atom ``i`` (``None`` for a single molecule). Per-molecule quantities
 have a leading dimension ``B`` (number of molecules); nothing loops over molecules.
@@ -33,6 +39,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from ..scatter import batch_index, num_segments, scatter_sum
+from .geometry import center
 
 __all__ = ["GroupAction", "filtered_inverse", "DEFAULT_REL_TOL"]
 
@@ -87,6 +94,8 @@ class GroupAction(ABC):
     dim: int
     #: relative eigenvalue threshold for degenerate configurations
     rel_tol: float = DEFAULT_REL_TOL
+    #: whether the group contains the translations of R^3 (see :meth:`remove_translations`)
+    has_translations: bool = False
 
     # ------------------------------------------------------------------ what a group must give
     @abstractmethod
@@ -184,6 +193,30 @@ class GroupAction(ABC):
         return cur
 
     # ------------------------------------------------------------------ public API
+    def remove_translations(
+        self, x: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""The quotient by the group's translations.
+
+        With translations (:attr:`has_translations`): :math:`x_n - \bar x` per molecule, the
+        orthogonal projection onto the centred subspace :math:`\sum_n x_n = 0` (unweighted mean,
+        no masses). Without: ``x`` itself. The diffusion code passes data, prior and SDE noise,
+        drifts and denoiser outputs through it, so they all stay in the same subspace.
+        """
+        return center(x, batch) if self.has_translations else x
+
+    def augment(
+        self,
+        x: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Each molecule moved by its own random element of the group's compact part (its
+        rotations), drawn from the Haar measure: the data augmentation of a network that is not
+        equivariant. Translations have no Haar probability and are never drawn; a group with
+        translations is applied to clouds whose translations are removed already."""
+        raise NotImplementedError(f"{self!r} draws no random elements (no augmentation)")
+
     def project(
         self, v: torch.Tensor, x: torch.Tensor, batch: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -15,7 +15,9 @@ generic path and the closed forms agree in degenerate configurations too.
 
 Closed forms: remove the mean of ``v``, then project out the rotations at the centred cloud;
 the curvature is the SO(3) curvature of the centred cloud (itself mean-free); alignment centres
-both clouds, applies Kabsch and moves to the target's centroid.
+both clouds, applies Kabsch and moves to the target's centroid. SE(3) contains the translations:
+:meth:`~.base.GroupAction.remove_translations` centres, and the augmentation draws Haar-random
+rotations about the origin (of centred clouds).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class SE3(GroupAction):
     """Rigid motions; parameters are (translation, rotation vector)."""
 
     dim = 6
+    has_translations = True
 
     def __init__(self, rel_tol: float | None = None):
         self._so3 = SO3()
@@ -69,6 +72,9 @@ class SE3(GroupAction):
 
     def curvature(self, x, batch=None):
         return self._so3.curvature(center(x, batch), batch)
+
+    def augment(self, x, batch=None, generator=None):
+        return self._so3.augment(x, batch, generator)
 
     def align(self, x, y, batch=None):
         b = batch_index(x, batch)

@@ -6,7 +6,11 @@ With unit axis :math:`a`: generator :math:`u(x)_n = a \times x_n`, Gram (a scala
 * projection: :math:`P_x(v)_n = v_n - \frac{\sum_m (a\times x_m)\cdot v_m}{G}\, a\times x_n`;
 * curvature: :math:`h(x)_n = -x_n^\perp / G`, so :math:`\langle x, h\rangle = -1`;
 * alignment: the angle :math:`\theta = \mathrm{atan2}(\sum a\cdot(x_n\times y_n),
-  \sum x_n^\perp\cdot y_n^\perp)`.
+  \sum x_n^\perp\cdot y_n^\perp)`;
+* augmentation: angles uniform on :math:`[0, 2\pi)` (the Haar measure).
+
+No translations: the diffusion keeps every coordinate (the centroid included), and the position
+of a molecule relative to the axis matters.
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ class SO2(GroupAction):
         cos = scatter_sum((self._perp(x) * self._perp(y)).sum(-1), b, nb, True)
         angle = torch.atan2(sin, cos)
         return self.act(x, angle.unsqueeze(-1), b)
+
+    def augment(self, x, batch=None, generator=None):
+        b = batch_index(x, batch)
+        angle = torch.rand(num_segments(b), 1, dtype=x.dtype, generator=generator)
+        return self.act(x, 2 * torch.pi * angle.to(x.device), b)
 
     def __repr__(self):
         return f"SO2(axis={self.axis.tolist()})"

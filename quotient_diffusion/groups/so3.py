@@ -7,7 +7,8 @@ tensor with unit masses. Then
 * projection: :math:`w = K^{-1} L`, :math:`P_x(v)_n = v_n - w \times x_n`;
 * curvature: :math:`h(x)_n = (K^{-1} - \mathrm{tr}(K^{-1}) I_3)\, x_n`, and
   :math:`\langle x, h(x)\rangle = -3` for every non-degenerate x;
-* alignment: Kabsch with det = +1.
+* alignment: Kabsch with det = +1;
+* augmentation: Haar-uniform rotations (QR of Gaussian matrices).
 
 Rotations act about the origin: for molecules, use :class:`SE3` (or centre first).
 """
@@ -18,7 +19,7 @@ import torch
 
 from ..scatter import batch_index, num_segments, scatter_sum
 from .base import GroupAction
-from .geometry import axis_angle_to_matrix, kabsch_rotation, rotate, skew
+from .geometry import axis_angle_to_matrix, kabsch_rotation, random_rotations, rotate, skew
 
 __all__ = ["SO3", "inertia_tensor"]
 
@@ -70,3 +71,8 @@ class SO3(GroupAction):
 
     def align(self, x, y, batch=None):
         return rotate(x, kabsch_rotation(x, y, batch), batch)
+
+    def augment(self, x, batch=None, generator=None):
+        b = batch_index(x, batch)
+        rot = random_rotations(num_segments(b), x.dtype, generator).to(x.device)
+        return rotate(x, rot, b)

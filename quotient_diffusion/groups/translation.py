@@ -2,7 +2,7 @@ r"""T(3): translations of the whole molecule.
 
 Generators are the three unit vectors at every atom, :math:`G = N I_3`, so the horizontal
 projection removes the per-molecule mean, the orbits are flat (:math:`h = 0`) and alignment
-matches centroids.
+matches centroids. The compact part is trivial, so augmentation leaves a cloud as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Translation(GroupAction):
     """Translations of R^3 acting on every atom of a molecule at once."""
 
     dim = 3
+    has_translations = True
 
     def generators(self, x, batch=None):
         return torch.eye(3, dtype=x.dtype, device=x.device).expand(x.shape[0], 3, 3)
@@ -32,6 +33,9 @@ class Translation(GroupAction):
 
     def curvature(self, x, batch=None):
         return torch.zeros_like(x)
+
+    def augment(self, x, batch=None, generator=None):
+        return x
 
     def align(self, x, y, batch=None):
         b = batch_index(x, batch)

@@ -9,6 +9,7 @@ import torch
 
 from ..data import Graph, collate
 from ..diffusion import DiffusionModel, get_interpolant, get_treatment
+from ..groups import get_group
 from ..training.config import TrainConfig
 
 __all__ = ["Task", "VALIDATION_TIMES"]
@@ -54,10 +55,12 @@ class Task(ABC):
         return 1.0
 
     def build_model(self) -> DiffusionModel:
+        """The diffusion model of ``self.config.model``: its network, and its treatment
+        quotienting by the group ``model.group``."""
         m = self.config.model
         return DiffusionModel(
             self.build_network(),
-            get_treatment(m.treatment),
+            get_treatment(m.treatment, get_group(m.group)),
             get_interpolant(m.interpolant),
             coord_scale=self.coord_scale(),
             feature_dim=self.feature_dim(),

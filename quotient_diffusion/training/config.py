@@ -36,6 +36,9 @@ class ModelConfig:
     hidden: int = 64
     layers: int = 4
     treatment: str = "quotient"
+    # what the treatment quotients by, a key of quotient_diffusion.groups.GROUPS (translations
+    # included: the diffusion is centred; not: every coordinate is kept)
+    group: str = "SE3"
     interpolant: str = "linear"
     augment_rotations: bool = False
     # EDM's c_skip / c_out / c_in (diffusion/model.py); off by default: it lost the conformer

@@ -161,16 +161,18 @@ def _check_name(key: str, name: str, known: Mapping) -> None:
 
 
 def check_choices(config) -> None:
-    """The names in a :class:`~.config.TrainConfig` exist (task, network, treatment,
+    """The names in a :class:`~.config.TrainConfig` exist (task, network, treatment, group,
     interpolant) and the task's and the network's options are ones they read."""
     from ..diffusion.interpolants import get_interpolant
     from ..diffusion.treatments import TREATMENTS
+    from ..groups import GROUPS
     from ..nn import NETWORKS
     from ..tasks import TASKS, task_class
 
     _check_name("task.name", config.task.name, TASKS)
     _check_name("model.network", config.model.network, NETWORKS)
     _check_name("model.treatment", config.model.treatment, TREATMENTS)
+    _check_name("model.group", config.model.group, GROUPS)
     try:
         get_interpolant(config.model.interpolant)
     except ValueError as err:
