@@ -8,7 +8,16 @@ called while the run is going on: the snapshot is then the curve up to its last 
 
     python benchmarks/run_curve.py --run training_runs/conformers_qm9
 
-Reads no data and trains nothing: it takes well under a second, so it has no --quick mode.
+A model made in stages, each warm-started from the one before (``qdiff train --init-from``), is
+one curve: ``--run`` once per stage, in order, and ``--name``. Every record then gets its
+``stage`` and ``total_step``: its step plus the total step of the checkpoint its stage started
+from (``init_from_step`` in the stage's checkpoint history), and a plot of the quality columns
+against ``total_step`` is written as well.
+
+    python benchmarks/run_curve.py --name conformers_bundled --run training_runs/conformers_qm9 \
+        --run training_runs/conformers_qm9_stereo --run training_runs/conformers_qm9_chiral
+
+Reads no data and trains nothing: it takes about a second, so it has no --quick mode.
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: curve columns shown in the markdown table (all columns are kept in the JSON)
@@ -30,7 +42,10 @@ COLUMNS = (
     "val_bond_mae",
     "val_bonds_within_0.1",
     "val_rmsd_heavy_median",
+    "val_chiral_ok",
 )
+#: the columns plotted for a staged run (one panel each)
+PLOTTED = ("val_rmsd_heavy_median", "val_bond_mae", "val_chiral_ok")
 
 
 def snapshot(run: Path) -> dict:
@@ -43,11 +58,72 @@ def snapshot(run: Path) -> dict:
     }
 
 
+def init_from_step(run: Path) -> int:
+    """The step of the checkpoint this run warm-started from (0 for a run from scratch), read
+    from the history of its newest checkpoint. Runs started before histories recorded
+    ``init_from_step`` name only the source file: then it is the end step of the source's last
+    session that had ended when this run began (the source's history has dates and wall times)."""
+    first = _history(run / "last.pt" if (run / "last.pt").is_file() else run / "final.pt")[0]
+    if "init_from_step" in first or "init_from" not in first:
+        return int(first.get("init_from_step", 0))
+    began = datetime.fromisoformat(first["date"])
+    ended = [s["end_step"] for s in _history(Path(first["init_from"]))
+             if datetime.fromisoformat(s["date"]) + timedelta(seconds=s["wall_s"]) <= began]
+    if not ended:
+        raise SystemExit(f"run_curve: cannot tell at which step {run} left {first['init_from']}")
+    return int(max(ended))
+
+
+def _history(path: Path) -> list[dict]:
+    """The session history of a checkpoint (one empty session when it records none)."""
+    from quotient_diffusion.training import load_checkpoint
+
+    if not path.is_file():
+        raise SystemExit(f"run_curve: no checkpoint {path}")
+    return load_checkpoint(path, ("history",)).get("history") or [{}]
+
+
+def staged(runs: list[Path]) -> dict:
+    """The snapshot of every stage, and one curve whose records carry ``stage`` and
+    ``total_step`` (see the module docstring)."""
+    stages, curve, offset = [], [], 0
+    for k, run in enumerate(runs):
+        snap = snapshot(run)
+        if k > 0:
+            offset += init_from_step(run)
+        stages.append(snap | {"offset": offset})
+        curve += [r | {"stage": k + 1, "total_step": offset + r["step"]} for r in snap["curve"]]
+    return {"run": " + ".join(str(r) for r in runs), "taken": stages[-1]["taken"],
+            "config": stages[-1]["config"], "stages": stages, "curve": curve}
+
+
+def plot(snap: dict, path: Path) -> None:
+    """One panel per quality column against total_step, stage boundaries dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in PLOTTED if any(c in r for r in snap["curve"])]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2))
+    for ax, column in zip(np.atleast_1d(axes), columns):
+        for stage in snap["stages"]:
+            ax.axvline(stage["offset"], color="0.7", ls="--", lw=0.8)
+        points = [(r["total_step"], r[column]) for r in snap["curve"] if column in r]
+        ax.plot(*zip(*points), marker=".", lw=1)
+        ax.set_xlabel("total training steps")
+        ax.set_title(column)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def to_markdown(snap: dict, command: str) -> str:
     """The curve as one markdown table (columns that the run records)."""
     optim = snap["config"]["optim"]
     model = snap["config"]["model"]
-    present = [c for c in COLUMNS if any(c in r for r in snap["curve"])]
+    columns = COLUMNS if "stages" not in snap else ("stage", "total_step", *COLUMNS)
+    present = [c for c in columns if any(c in r for r in snap["curve"])]
     lines = [
         f"# Learning curve of `{snap['run']}`",
         "",
@@ -65,7 +141,8 @@ def to_markdown(snap: dict, command: str) -> str:
         cells = []
         for c in present:
             v = r.get(c)
-            cells.append("-" if v is None else f"{v:,}" if c == "step" else f"{v:.4g}")
+            integer = c in ("step", "stage", "total_step")
+            cells.append("-" if v is None else f"{v:,}" if integer else f"{v:.4g}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -73,16 +150,25 @@ def to_markdown(snap: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Write the snapshot of one run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="the run's out_dir")
+    parser.add_argument("--run", type=Path, action="append", required=True,
+                        help="the run's out_dir; once per stage, in order")
     parser.add_argument("--name", default=None, help="results name (default: the folder name)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
     command = " ".join(
         ["python benchmarks/run_curve.py", *(sys.argv[1:] if argv is None else argv)]
     )
-    snap = snapshot(args.run) | {"command": command}
-    stem = f"run_curve_{args.name or args.run.name}"
+    if len(args.run) > 1 and not args.name:
+        parser.error("a staged run (several --run) needs --name")
+    for run in args.run:
+        if not (run / "curve.json").is_file() or not (run / "config.json").is_file():
+            parser.error(f"{run}: not a run folder (no curve.json and config.json)")
+    one = len(args.run) == 1
+    snap = (snapshot(args.run[0]) if one else staged(args.run)) | {"command": command}
+    stem = f"run_curve_{args.name or args.run[0].name}"
     args.out.mkdir(parents=True, exist_ok=True)
+    if not one:
+        plot(snap, args.out / f"{stem}.png")
     (args.out / f"{stem}.json").write_text(json.dumps(snap, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(to_markdown(snap, command))
     print(to_markdown(snap, command))

@@ -85,3 +85,34 @@ def test_run_curve_snapshot_keeps_every_record(tmp_path):
     table = (tmp_path / "results" / "run_curve_my_run.md").read_text()
     assert "| 20 | 0.02 | 0.4 | 0.03 |" in table
     assert "val_mse_t0.90" not in table  # columns the run does not record are left out
+
+
+def test_run_curve_of_a_staged_model_counts_steps_from_the_source_checkpoint(tmp_path):
+    """Stage 2 warm-started from stage 1 at step 20 (init_from_step in its history): its
+    records continue at total step 20 + step, and a plot is written."""
+    from quotient_diffusion.training.checkpoint import save_checkpoint
+
+    run_curve = load_script("run_curve")
+    config = {
+        "model": {"network": "egnn", "hidden": 8, "layers": 2, "treatment": "quotient"},
+        "optim": {"steps": 30, "batch_size": 4, "lr": 1e-3, "ema_decay": 0.99},
+    }
+    stages = []
+    for name, steps, history in (
+        ("one", (10, 30), [{"start_step": 0, "end_step": 30}]),
+        ("two", (10,), [{"start_step": 0, "end_step": 10, "init_from": "one/last.pt",
+                         "init_from_step": 20}]),
+    ):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "curve.json").write_text(json.dumps([{"step": s, "val_loss": 1 / s,
+                                                     "val_chiral_ok": 0.5} for s in steps]))
+        save_checkpoint(run / "last.pt", {"history": history})
+        stages += ["--run", str(run)]
+    out = tmp_path / "results"
+    run_curve.main([*stages, "--name", "staged", "--out", str(out)])
+    snap = json.loads((out / "run_curve_staged.json").read_text())
+    assert [(r["stage"], r["total_step"]) for r in snap["curve"]] == [(1, 10), (1, 30), (2, 30)]
+    assert (out / "run_curve_staged.png").stat().st_size > 0
+    assert "| 2 | 30 | 10 |" in (out / "run_curve_staged.md").read_text()
