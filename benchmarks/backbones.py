@@ -43,8 +43,8 @@ from quotient_diffusion.metrics.proteins import (
     radius_of_gyration,
 )
 from quotient_diffusion.proteins.generate import generate_backbones
-from quotient_diffusion.tasks import get_task
-from quotient_diffusion.training import TrainConfig, export_weights, load_trained_model, train
+from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.training import TrainConfig, export_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                 config.run.out_dir = f"{tmp}/{name}_{seed}"
                 config.run.validate_every = config.run.checkpoint_every = 10**9
                 start = time.perf_counter()
-                final = train(config, progress=False)
+                final = train(get_task(config), config, progress=False)
                 train_time = time.perf_counter() - start
                 if args.export_checkpoint and seed == args.seeds[0] and name == "quotient":
                     export_weights(final, args.export_checkpoint)

@@ -8,8 +8,9 @@ Molecules: QM9 test-split molecules with 1 to 9 heavy atoms (``--per-count`` of 
 fixed random choice), then known drugs made of C, N, O, F (neutral, one fragment) with 10 to 40
 heavy atoms, listed below (the first ``--per-count`` of each count). Linear molecules are left
 out: the command line builds those instead of sampling them. Each molecule gets
-``--conformers`` raw samples of the bundled model with the default sampler (ODE, 50 Euler
-steps), no stereo repair, no MMFF. A sample is ``geometry_ok`` when every bond is within 0.25 A
+``--conformers`` raw samples of the bundled model with the command's default sampler
+(``DEFAULT_SAMPLER``: 10 DPM-Solver++(2M) steps on the power grid), no stereo repair, no MMFF.
+A sample is ``geometry_ok`` when every bond is within 0.25 A
 of its UFF rest length and no two atoms three or more bonds apart are closer than half the sum
 of their van der Waals radii (quotient_diffusion.chem.geometry).
 
@@ -31,8 +32,12 @@ import numpy as np
 import torch
 
 from quotient_diffusion.chem.geometry import check_geometry, is_linear, reference_bond_lengths
-from quotient_diffusion.conformers import ConformerJob, generate, load_conformer_model
-from quotient_diffusion.diffusion import SamplerConfig
+from quotient_diffusion.conformers import (
+    DEFAULT_SAMPLER,
+    ConformerJob,
+    generate,
+    load_conformer_model,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BINS = [(1, 3), (4, 6), (7, 9), (10, 12), (13, 15), (16, 18), (19, 21), (22, 24), (25, 27),
@@ -163,7 +168,7 @@ def drug_molecules(per_count: int) -> list[tuple[str, str]]:
 def measure(molecules: list[tuple[str, str]], conformers: int, seed: int) -> list[dict]:
     """One row per molecule: the geometry check of each raw sample and the sampling time."""
     model, _ = load_conformer_model()
-    sampler = SamplerConfig(steps=50, method="ode")
+    sampler = DEFAULT_SAMPLER
     rows = []
     for k, (name, smiles) in enumerate(molecules):
         mol = _molecule(smiles)
@@ -211,7 +216,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def to_markdown(table: list[dict], meta: dict) -> str:
     lines = [
-        f"Bundled conformer model, raw samples (ODE, 50 steps), {meta['conformers']} per "
+        f"Bundled conformer model, raw samples ({meta['sampler']}), {meta['conformers']} per "
         f"molecule, {meta['threads']} thread(s), {meta['when']}{' (--quick)' * meta['quick']}.",
         "",
         "| heavy atoms | molecules | conformers | geometry_ok | bonds within 0.25 A | "
@@ -247,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     rows = measure(molecules, conformers, args.seed)
     meta = {"conformers": conformers, "threads": torch.get_num_threads(), "quick": args.quick,
+            "sampler": DEFAULT_SAMPLER.label(),
             "seed": args.seed, "seconds": round(time.perf_counter() - start, 1),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python benchmarks/conformer_size_limit.py"

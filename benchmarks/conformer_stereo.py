@@ -4,9 +4,10 @@ Question: of a model's raw samples (before the mirror / resample repair of ``qdi
 how many carry every requested tetrahedral (R/S) and double-bond (E/Z) label, how many are
 mirror images of a right one (every centre inverted, E/Z right), and how many are wrong in a way
 no reflection mends (centres inverted and not, a flat centre, a wrong E/Z)? A model without
-stereo inputs (task option ``stereo`` false, like the bundled one) is reflection-equivariant:
-it cannot prefer an enantiomer, and its ok and mirror fractions on single-centre molecules are
-equal up to noise; a stereo model (docs/conformers.md) should move samples into "ok".
+stereo inputs (task option ``stereo`` false, like the QM9 model bundled before 2026-12-03) is
+reflection-equivariant: it cannot prefer an enantiomer, and its ok and mirror fractions on
+single-centre molecules are equal up to noise; a stereo model (docs/conformers.md, the bundled
+one) should move samples into "ok".
 
 Molecules: the GEOM-QM9 test molecules with a QM9 DFT geometry (``reference_molecules`` of
 benchmarks/conformers.py), given as their GEOM SMILES (which carry stereo), with at least one
@@ -34,9 +35,9 @@ import numpy as np
 import torch
 
 from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
-from quotient_diffusion.conformers import default_checkpoint, generate, prepare
-from quotient_diffusion.diffusion import SamplerConfig
-from quotient_diffusion.training import load_trained_model
+from quotient_diffusion.conformers import DEFAULT_SAMPLER, default_checkpoint, generate, prepare
+from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
+from quotient_diffusion.tasks import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = ("ok", "mirror", "wrong")
@@ -71,12 +72,11 @@ def label_counts(wanted, got) -> tuple[int, int, int, int]:
     return centres, len(wanted.centres), bonds, len(wanted.bonds)
 
 
-def evaluate(path: Path, molecules: list[dict], args) -> dict:
+def evaluate(path: Path, molecules: list[dict], sampler: SamplerConfig, args) -> dict:
     """Sample raw conformers of every molecule and classify each (module docstring)."""
     torch.set_num_threads(args.threads)
     model, config = load_trained_model(path)
     jobs = [m["job"] for m in molecules]
-    sampler = SamplerConfig(steps=args.steps, method=args.method)
     t0 = time.perf_counter()
     generate(model, jobs, args.conformers, sampler, seed=args.seed)
     elapsed = time.perf_counter() - t0
@@ -140,7 +140,7 @@ def markdown(rows: dict) -> str:
             f"| {100 * r['frac_mirror']:.1f}% "
             f"| {100 * r['frac_wrong']:.1f}% | {100 * r['frac_wrong_ez']:.1f}% "
             f"| {100 * r['centre_accuracy']:.1f}% | {100 * r['double_bond_accuracy']:.1f}% "
-            f"| {trio(one)} | {trio(several)} | {meta['method']}-{meta['steps']} |")
+            f"| {trio(one)} | {trio(several)} | {meta['sampler']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +151,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="100 molecules x 5 samples")
     p.add_argument("--molecules", type=int, default=10**9, help="default: all")
     p.add_argument("--conformers", type=int, default=10)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: the command's, 10 dpm2m; 50 for the SDE)")
     p.add_argument("--method", choices=("ode", "sde"), default="ode")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -163,10 +164,11 @@ def main() -> int:
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     label = args.label or ("bundled" if args.checkpoint is None else path.stem)
     molecules = stereo_molecules(args.data_dir, args.molecules)
-    result = evaluate(path, molecules, args)
+    sampler = resolve_sampler(DEFAULT_SAMPLER, args.steps or 50, args.steps, method=args.method)
+    result = evaluate(path, molecules, sampler, args)
     meta = {"checkpoint": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-            "quick": args.quick, "conformers": args.conformers, "steps": args.steps,
-            "method": args.method, "seed": args.seed, "threads": args.threads,
+            "quick": args.quick, "conformers": args.conformers, "sampler": sampler.label(),
+            "seed": args.seed, "threads": args.threads,
             "command": "python " + " ".join(sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

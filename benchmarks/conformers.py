@@ -58,8 +58,9 @@ from quotient_diffusion.conformers import (
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
+from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
-from quotient_diffusion.training import TrainConfig, load_checkpoint, load_trained_model, train
+from quotient_diffusion.training import TrainConfig, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -104,7 +105,7 @@ def train_run(cfg: TrainConfig) -> Path:
     final = out / "final.pt"
     if final.exists() and load_checkpoint(final, ("step",))["step"] >= cfg.optim.steps:
         return final
-    return train(cfg, resume=(out / "last.pt").exists(), progress=True)
+    return train(get_task(cfg), cfg, resume=(out / "last.pt").exists(), progress=True)
 
 
 def score(jobs, refs, qm9) -> dict:
@@ -301,6 +302,13 @@ def timing_markdown(result: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe_checkpoint(path: Path) -> str:
+    """What a checkpoint was trained for: its steps and the model it was warm-started from."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    start = (state.get("history") or [{}])[0].get("init_from")
+    return f"{state['step']:,} steps" + (f" warm-started from `{start}`" if start else "")
+
+
 def summarise(results: dict) -> dict:
     """method -> metric -> (mean, std over seeds)."""
     table = {}
@@ -322,11 +330,14 @@ def markdown(summary: dict, meta: dict) -> str:
             ("stereo_mirrored", "stereo ok after mirror (%)", 100),
             ("ms_per_conformer", "ms / conformer", 1),
             ("failures", "failed molecules", 1)]
+    models = [f"{label}: {text}" for label, text in meta["checkpoints"].items()]
+    if meta["trained_rows"]:
+        models.insert(0, f"treatment rows: {meta['network']}, {meta['train_steps']} training "
+                         f"steps of batch {meta['batch_size']}")
     lines = [f"Conformers on {meta['molecules']} GEOM-QM9 test molecules (QM9 DFT geometry as the "
              f"reference), {meta['conformers']} conformers each; mean ± std over seeds "
-             f"{meta['seeds']}. Models: {meta['network']}, {meta['train_steps']} training steps "
-             f"of batch {meta['batch_size']} (trained rows; `bundled` and named checkpoints: as "
-             f"trained), sampler {meta['sampler']}.",
+             f"{meta['seeds']} (checkpoint rows: sampling seed 0). Models: {'; '.join(models)}. "
+             f"Sampler {meta['sampler']}.",
              "", "| method | " + " | ".join(c[1] for c in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
     for method, m in summary.items():
@@ -458,6 +469,8 @@ def main() -> int:
                                                   "result": fn(*fn_args)}))
 
     keys = [f"{t}_s{s}" for s in args.seeds for t in args.treatments]
+    if args.bundled:
+        named = {"bundled": default_checkpoint(), **named}
     if not args.only_report:
         paths = {}
         for seed in args.seeds:
@@ -476,8 +489,6 @@ def main() -> int:
         for key, path in paths.items():
             seed = int(key.rsplit("_s", 1)[1])
             evaluate(key, evaluate_model, path, refs, qm9, args, seed)
-        if args.bundled:
-            named = {"bundled": default_checkpoint(), **named}
         for label, path in named.items():
             sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             evaluate(f"{label}_s0", evaluate_model, path, refs, qm9, args, 0, model=sha)
@@ -488,8 +499,10 @@ def main() -> int:
             for seed in args.seeds:
                 for method, mmff in (("etkdg", False), ("etkdg+mmff", True)):
                     evaluate(f"{method}_s{seed}", evaluate_etkdg, refs, qm9, args, seed, mmff)
+    trained = len(keys)
     keys += [f"{m}_s{s}" for s in args.seeds for m in ("etkdg", "etkdg+mmff")]
-    keys += [f"{label}{relax}_s0" for label in ["bundled", *named] for relax in ("", "+mmff")]
+    keys += [f"{label}{relax}_s0" for label in dict.fromkeys(["bundled", *named])
+             for relax in ("", "+mmff")]
     results = {k: r for k in keys if (r := load_part(k)) is not None}
     missing = sorted(set(keys) - set(results))
     if missing:
@@ -497,6 +510,8 @@ def main() -> int:
     # the commands that evaluated each part (this invocation may only have collected them)
     made_by = {k: json.loads(part_path(k).read_text())["meta"]["command"] for k in results}
     summary = summarise(results)
+    meta = {**meta, "trained_rows": any(k in results for k in keys[:trained]),
+            "checkpoints": {k: describe_checkpoint(p) for k, p in named.items()}}
     json_path.write_text(json.dumps({"meta": meta, "made_by": made_by, "results": results,
                                      "summary": summary}, indent=1))
     table = markdown(summary, meta)

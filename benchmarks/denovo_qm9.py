@@ -28,6 +28,7 @@ import torch
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.metrics.molecules import evaluate
 from quotient_diffusion.output import atomic_write_text
+from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.tasks.denovo import (
     DenovoTask,
     draw_atom_counts,
@@ -35,7 +36,7 @@ from quotient_diffusion.tasks.denovo import (
     qm9_molecules,
     qm9_reference_smiles,
 )
-from quotient_diffusion.training import TrainConfig, load_trained_model, train
+from quotient_diffusion.training import TrainConfig, train
 from quotient_diffusion.training.checkpoint import load_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 resume = (out_dir / "last.pt").exists()
                 start = load_checkpoint(out_dir / "last.pt")["step"] if resume else 0
                 t0 = time.perf_counter()
-                final = train(cfg, resume=resume, progress=False)
+                final = train(get_task(cfg), cfg, resume=resume, progress=False)
                 per_step = (time.perf_counter() - t0) / max(budget - start, 1)
                 metrics = sample_and_score(final, counts, sampler, refs)
                 payload["training"].append({"treatment": tr, "seed": seed, "steps": budget,

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def run_one(cfg: TrainConfig) -> dict:
     start = 0
     if resume:
         start = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"]
-    train(cfg, resume=resume, progress=False)
+    train(get_task(cfg), cfg, resume=resume, progress=False)
     seconds = (time.perf_counter() - t0) / max(cfg.optim.steps - start, 1)
     (out / "timing.json").write_text(json.dumps({"seconds_per_step": seconds}) + "\n")
     return {"curve": json.loads(curve_file.read_text()), "seconds_per_step": seconds}
@@ -122,9 +123,6 @@ def run_one(cfg: TrainConfig) -> dict:
 def final_evaluation(cfg: TrainConfig) -> dict:
     """Validation metrics of the run's final EMA model, computed now (so that every variant is
     scored by the same code, whenever its curve was recorded)."""
-    from quotient_diffusion.tasks import get_task
-    from quotient_diffusion.training import load_trained_model
-
     model, config = load_trained_model(Path(cfg.run.out_dir) / "final.pt")
     task = get_task(config)
     return task.validate(model, task.datasets()[1])

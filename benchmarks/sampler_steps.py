@@ -55,7 +55,8 @@ from quotient_diffusion.chem.geometry import check_geometry
 from quotient_diffusion.conformers import default_checkpoint, generate, prepare
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig
-from quotient_diffusion.training import load_checkpoint, load_trained_model
+from quotient_diffusion.tasks import load_trained_model
+from quotient_diffusion.training import load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: (solver, schedule, rho) combinations measured by default

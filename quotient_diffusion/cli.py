@@ -1,22 +1,27 @@
 """The ``qdiff`` command. Each subcommand lives in ``quotient_diffusion/commands/<name>.py``
 with a function ``register(subparsers)`` that adds its parser and sets ``func``; the function
-returns the process exit code.
+returns the process exit code. :data:`COMMANDS` lists those functions (the command modules
+import no torch at the top, so building the parser stays fast).
 
 Exit codes: 0 everything succeeded; 1 some inputs failed (the others were written); 2 bad input:
-arguments, config, model file or output path, reported in one line on stderr; 130 interrupted
-(Ctrl-C), after writing what was finished.
+arguments, config, model file or output path (an :class:`~.errors.InputError`), reported in one
+line on stderr; 130 interrupted (Ctrl-C), after writing what was finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
-# module names under quotient_diffusion.commands; each adds one or more subcommands
-COMMAND_MODULES: list[str] = ["train", "conformers", "sets", "sample"]
+from .commands import conformers, sample, sets, train
+from .errors import InputError
 
+#: the ``register(subparsers)`` functions of the command modules, in the order of ``--help``
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    train.register, conformers.register, sets.register, sample.register,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -35,30 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qdiff", description="Diffusion models on quotient spaces for 3D molecular structure."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"quotient_diffusion.commands.{name}").register(sub)
+    for register in COMMANDS:
+        register(sub)
     return parser
 
 
 def _command_name(args: argparse.Namespace) -> str:
     words = [getattr(args, key, None) for key in ("command", "kind", "sets_command")]
     return " ".join(["qdiff", *[w for w in words if w]])
-
-
-#: (module, class) of the errors that report bad input in one line
-INPUT_ERRORS = (
-    ("quotient_diffusion.output", "OutputError"),
-    ("quotient_diffusion.training.checkpoint", "CheckpointError"),
-    ("quotient_diffusion.training.validation", "ConfigError"),
-    ("quotient_diffusion.commands.sampler_options", "SamplerOptionError"),
-)
-
-
-def _is_input_error(err: ValueError) -> bool:
-    """A bad config, model file or output path. Only modules already imported are looked at
-    (an error cannot come from a module never loaded), so reporting one stays fast."""
-    classes = [getattr(sys.modules.get(module), name, None) for module, name in INPUT_ERRORS]
-    return isinstance(err, tuple(c for c in classes if c is not None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_command_name(args)}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except ValueError as err:
-        if not _is_input_error(err):
-            raise
+    except InputError as err:
         print(f"{_command_name(args)}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

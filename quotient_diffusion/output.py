@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from .errors import InputError
+
 __all__ = ["OutputError", "check_output", "open_output", "atomic_write_bytes",
            "atomic_write_text", "STDOUT"]
 
@@ -32,7 +34,7 @@ STDOUT = "-"
 """The output name that means standard output."""
 
 
-class OutputError(ValueError):
+class OutputError(InputError):
     """An output path that cannot be written; the message is one line naming the reason."""
 
 

@@ -10,9 +10,9 @@ from quotient_diffusion.cli import main
 from quotient_diffusion.data import collate
 from quotient_diffusion.diffusion import TREATMENTS, SamplerConfig
 from quotient_diffusion.metrics.molecules import ATOMIC_NUMBERS
-from quotient_diffusion.tasks import get_task
+from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.tasks.denovo import draw_atom_counts, generate_molecules
-from quotient_diffusion.training import TrainConfig, load_trained_model, train
+from quotient_diffusion.training import TrainConfig, train
 
 
 def config(tmp_path, treatment="quotient", steps=30, **options) -> TrainConfig:
@@ -68,7 +68,7 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     from rdkit import Chem
 
     cfg = config(tmp_path, steps=40)
-    final = train(cfg, progress=False)
+    final = train(get_task(cfg), cfg, progress=False)
     model, loaded = load_trained_model(final)
     assert loaded.task.name == "denovo_qm9"
     # the trained model's loss is below the untrained one's on the same noise

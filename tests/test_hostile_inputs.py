@@ -24,13 +24,12 @@ import torch
 
 from quotient_diffusion.cli import main
 from quotient_diffusion.output import OutputError, check_output, open_output
-from quotient_diffusion.tasks import get_task
+from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.training import (
     CheckpointError,
     ConfigError,
     TrainConfig,
     load_checkpoint,
-    load_trained_model,
     save_checkpoint,
 )
 from quotient_diffusion.training.loop import CHECKPOINT_VERSION
@@ -416,11 +415,12 @@ def toy_config(tmp_path: Path, **model) -> dict:
     ({"run": []}, "run: expected an object"),
 ])
 def test_bad_config_names_the_key(tmp_path, edit, message):
+    """Refused when the config is read, or (its task section) when its task is built."""
     data = toy_config(tmp_path)
     for section, values in edit.items():
         data[section] = values if not isinstance(values, dict) else {**data[section], **values}
     with pytest.raises(ConfigError) as info:
-        TrainConfig.from_dict(data)
+        get_task(TrainConfig.from_dict(data))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 

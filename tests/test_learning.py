@@ -13,7 +13,8 @@ from quotient_diffusion.conformers import default_checkpoint
 from quotient_diffusion.data import Graph, collate
 from quotient_diffusion.diffusion import DiffusionModel, get_interpolant
 from quotient_diffusion.diffusion.treatments import Conventional
-from quotient_diffusion.training import TrainConfig, load_trained_model, train
+from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.training import TrainConfig, train
 from quotient_diffusion.training.checkpoint import load_checkpoint
 from quotient_diffusion.training.config import OptimConfig
 from quotient_diffusion.training.ema import EMA
@@ -136,11 +137,11 @@ def _tiny(tmp_path, steps: int) -> TrainConfig:
 
 def test_hours_bound_stops_with_a_resumable_checkpoint_and_history(tmp_path):
     cfg = _tiny(tmp_path, steps=1000)
-    last = train(cfg, progress=False, hours=1e-9)  # out of time after the first step
+    last = train(get_task(cfg), cfg, progress=False, hours=1e-9)  # out of time after the first step
     state = load_checkpoint(last)
     assert last.name == "last.pt" and state["step"] == 1
     cfg.optim.steps = 4
-    final = train(cfg, resume=True, progress=False)
+    final = train(get_task(cfg), cfg, resume=True, progress=False)
     state = load_checkpoint(final)
     assert final.name == "final.pt" and state["step"] == 4
     assert [(h["start_step"], h["end_step"]) for h in state["history"]] == [(0, 1), (1, 4)]

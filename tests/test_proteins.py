@@ -286,13 +286,15 @@ def test_train_sample_and_cli(tmp_path, monkeypatch, chains, network):
 
     from quotient_diffusion.cli import main
     from quotient_diffusion.data.proteins import ProteinSplits
+    from quotient_diffusion.tasks import get_task
     from quotient_diffusion.tasks.backbones import BackboneTask
     from quotient_diffusion.training import train
 
     helix = chains["A"]
     fixture_splits = ProteinSplits(train=[helix, helix], val=[helix], test=[helix], ts50=[])
     monkeypatch.setattr(BackboneTask, "splits", lambda self: fixture_splits)
-    final = train(tiny_config(tmp_path, network), progress=False)
+    config = tiny_config(tmp_path, network)
+    final = train(get_task(config), config, progress=False)
     out = tmp_path / "samples"
     code = main(["sample", "backbones", "--checkpoint", str(final), "--length", "30", "45",
                  "-n", "2", "-o", str(out), "--steps", "4", "--method", "sde", "--threads", "1"])

@@ -440,7 +440,8 @@ def test_cli_init_from_errors_are_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be combined" in err[0]
     with pytest.raises(ValueError, match="cannot be combined"):
-        train(conformer_config(True), resume=True, init_from=tmp_path / "wide.pt")
+        stereo = conformer_config(True)
+        train(get_task(stereo), stereo, resume=True, init_from=tmp_path / "wide.pt")
 
 
 def test_train_init_from_starts_a_new_run_from_the_ema_weights(tmp_path):
@@ -457,7 +458,8 @@ def test_train_init_from_starts_a_new_run_from_the_ema_weights(tmp_path):
     source = get_task(cfg).build_model().state_dict()
     save_checkpoint(tmp_path / "source.pt", {"version": CHECKPOINT_VERSION, "step": 7,
                                              "config": cfg.to_dict(), "ema": source})
-    state = load_checkpoint(train(cfg, progress=False, init_from=tmp_path / "source.pt"))
+    state = load_checkpoint(train(get_task(cfg), cfg, progress=False,
+                                  init_from=tmp_path / "source.pt"))
     assert state["step"] == 1 and state["history"][0]["init_from"].endswith("source.pt")
     assert state["history"][0]["init_from_step"] == 7
     assert state["history"][0]["init_from_history"] == []  # the source recorded none

@@ -14,8 +14,8 @@ from quotient_diffusion.data import collate
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.groups import get_group
 from quotient_diffusion.scatter import scatter_mean
-from quotient_diffusion.tasks import get_task
-from quotient_diffusion.training import EMA, TrainConfig, load_trained_model, train
+from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.training import EMA, TrainConfig, train
 from quotient_diffusion.training.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,13 +78,13 @@ def test_resume_continues_exactly(tmp_path, single_thread):
     """A run stopped after its step-3 checkpoint and resumed ends bit-identical to the run that
     was never stopped: model, EMA and optimiser state (the thread count is restored after)."""
     straight = tiny_config(tmp_path / "a", steps=6)
-    final = train(straight, progress=False)
+    final = train(get_task(straight), straight, progress=False)
     ref = load_checkpoint(final)
     part = tiny_config(tmp_path / "b", steps=6)
-    stopped = load_checkpoint(train(part, progress=False, until_step=3))
+    stopped = load_checkpoint(train(get_task(part), part, progress=False, until_step=3))
     assert stopped["step"] == 3
     assert any(not torch.equal(v, ref["model"][k]) for k, v in stopped["model"].items())
-    resumed = load_checkpoint(train(part, resume=True, progress=False))
+    resumed = load_checkpoint(train(get_task(part), part, resume=True, progress=False))
     assert resumed["step"] == ref["step"] == 6
     for key in ("model", "ema", "optim"):
         assert_same_state(ref[key], resumed[key], key)
@@ -99,7 +99,8 @@ def test_export_keeps_the_weights_and_the_record_not_the_optimiser(tmp_path, sin
     exported model is the training checkpoint's EMA model."""
     from quotient_diffusion.training import export_weights
 
-    final = train(tiny_config(tmp_path, steps=3), progress=False)
+    config = tiny_config(tmp_path, steps=3)
+    final = train(get_task(config), config, progress=False)
     export_weights(final, tmp_path / "slim.pt")
     full, slim = load_checkpoint(final), load_checkpoint(tmp_path / "slim.pt")
     assert set(slim) == {"version", "config", "step", "ema", "history", "curve", "elapsed_s"}
@@ -119,7 +120,8 @@ def test_toy_trains_and_samples_with_the_group_of_its_config(tmp_path, single_th
     data["model"].update(hidden=8, layers=1, group=group)
     data["optim"].update(steps=3, batch_size=8)
     data["run"].update(out_dir=str(tmp_path / "run"), checkpoint_every=3, validate_every=3)
-    final = train(TrainConfig.from_dict(data), progress=False)
+    config = TrainConfig.from_dict(data)
+    final = train(get_task(config), config, progress=False)
     assert load_checkpoint(final)["config"]["model"]["group"] == group
     model, cfg = load_trained_model(final)
     assert cfg.model.group == group and repr(model.group) == repr(get_group(group))
@@ -142,22 +144,15 @@ def test_cli_train_reports_bad_config(tmp_path):
 RANK_SCRIPT = """
 import sys
 import torch
-import quotient_diffusion.tasks as tasks
+from quotient_diffusion.tasks import get_task
 from quotient_diffusion.training import TrainConfig, train
 
 built = []
-get_task = tasks.get_task
-
-
-def capturing_get_task(config):
-    task = get_task(config)
-    build = task.build_model
-    task.build_model = lambda: built.append(build()) or built[-1]
-    return task
-
-
-tasks.get_task = capturing_get_task
-train(TrainConfig.load(sys.argv[1]), progress=False)
+config = TrainConfig.load(sys.argv[1])
+task = get_task(config)
+build = task.build_model
+task.build_model = lambda: built.append(build()) or built[-1]
+train(task, config, progress=False)
 rank = torch.distributed.get_rank()
 torch.save({k: v.clone() for k, v in built[0].state_dict().items()}, f"{sys.argv[2]}/rank{rank}.pt")
 """
@@ -172,7 +167,7 @@ def free_port() -> int:
 def two_rank_reference(config: TrainConfig, monkeypatch) -> dict:
     """Single process, loss = mean of the two ranks' losses on their own batches and noise.
 
-    The loop draws rank r's batch and noise from ``_step_generator(seed, step, r)``: its batch
+    The loop draws rank r's batch and noise from ``step_generator(seed, step, r)``: its batch
     is ``randint(len(train), (batch_size,))`` from that generator, and the same generator then
     feeds the model's noise. DistributedDataParallel averages the two ranks' gradients, i.e.
     takes the gradient of (L_0 + L_1) / 2, which is what this single process optimises.
@@ -181,7 +176,7 @@ def two_rank_reference(config: TrainConfig, monkeypatch) -> dict:
     from quotient_diffusion.diffusion import DiffusionModel
     from quotient_diffusion.training import loop
 
-    original = loop._step_generator
+    original = loop.step_generator
     current = {}
 
     def recording(seed, step, rank):
@@ -190,7 +185,8 @@ def two_rank_reference(config: TrainConfig, monkeypatch) -> dict:
 
     from quotient_diffusion.tasks import get_task
 
-    train_set = get_task(config).datasets()[0]
+    task = get_task(config)
+    train_set = task.datasets()[0]
     plain = DiffusionModel.forward
 
     def both_ranks(self, graph, generator=None):
@@ -200,9 +196,9 @@ def two_rank_reference(config: TrainConfig, monkeypatch) -> dict:
         loss1, _ = plain(self, collate([train_set[i] for i in idx.tolist()]), gen1)
         return 0.5 * (loss0 + loss1), logs
 
-    monkeypatch.setattr(loop, "_step_generator", recording)
+    monkeypatch.setattr(loop, "step_generator", recording)
     monkeypatch.setattr(DiffusionModel, "forward", both_ranks)
-    return load_checkpoint(train(config, progress=False))
+    return load_checkpoint(train(task, config, progress=False))
 
 
 @pytest.mark.distributed

@@ -1,17 +1,21 @@
 """``qdiff sample KIND ...``: sample structures from a trained model.
 
 Each kind is a module under ``quotient_diffusion.commands`` with ``register(kinds)`` that adds
-its parser to the ``kinds`` subparsers and sets ``func``. Adding a kind = one module + one entry
-in ``SAMPLE_MODULES``.
+its parser to the ``kinds`` subparsers and sets ``func``. Adding a kind = one module + its
+``register`` in :data:`KINDS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from collections.abc import Callable
 
-# module names under quotient_diffusion.commands; each adds one kind of `qdiff sample`
-SAMPLE_MODULES: list[str] = ["sample_backbones", "sample_molecules"]
+from . import sample_backbones, sample_molecules
+
+#: the ``register(kinds)`` functions of the kinds of ``qdiff sample``, in the order of ``--help``
+KINDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    sample_backbones.register, sample_molecules.register,
+)
 
 
 def register(sub) -> None:
@@ -19,8 +23,8 @@ def register(sub) -> None:
                        description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
-    for name in SAMPLE_MODULES:
-        importlib.import_module(f"quotient_diffusion.commands.{name}").register(kinds)
+    for register_kind in KINDS:
+        register_kind(kinds)
 
     def usage(args) -> int:
         p.print_help()

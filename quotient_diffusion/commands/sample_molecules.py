@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..metrics.molecules import uniqueness_novelty
+    from ..tasks import load_trained_model
     from ..tasks.denovo import DenovoTask, draw_atom_counts, sample_molecule_batches
-    from ..training import load_trained_model
 
     try:
         model, config = load_trained_model(args.checkpoint)

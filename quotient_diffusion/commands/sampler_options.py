@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .arguments import non_negative_float, positive_float, positive_int, seed
 
 #: the choices of --solver and --schedule: ``diffusion.samplers.SOLVERS`` and ``SCHEDULES``
@@ -12,7 +13,7 @@ SOLVERS = ("euler", "heun", "dpm2m")
 SCHEDULES = ("uniform", "power", "edm")
 
 
-class SamplerOptionError(ValueError):
+class SamplerOptionError(InputError):
     """Sampler options that do not go together (one line on stderr, exit code 2)."""
 
 

@@ -17,8 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import positive_float, positive_int
+
+if TYPE_CHECKING:  # annotations only: building the parser imports no torch
+    from ..tasks import Task
+    from ..training import TrainConfig
 
 
 def register(sub) -> None:
@@ -53,45 +58,56 @@ def register(sub) -> None:
 
 def _check_resume(config, out_dir: Path) -> str | None:
     """Why ``--resume`` cannot continue ``out_dir/last.pt`` with ``config`` (None: it can)."""
+    from ..tasks import get_task
     from ..training import TrainConfig, load_checkpoint
     from ..training.loop import upgrade_config
     from ..training.validation import model_differences
 
     state = load_checkpoint(out_dir / "last.pt", ("config", "step"))
     saved = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    get_task(saved)  # its task section is checked too
     differences = model_differences(saved, config)
     if differences:
         return "the config's model differs from the checkpoint's: " + "; ".join(differences)
     return None
 
 
-def _check_init(config, path: str) -> str | None:
-    """Why ``--init-from path`` cannot initialise the config's model (None: it can)."""
-    from ..tasks import get_task
+def _check_init(task: Task, path: str) -> str | None:
+    """Why ``--init-from path`` cannot initialise the task's model (None: it can)."""
     from ..training import CheckpointError, warm_start
 
     try:
-        warm_start(get_task(config).build_model(), path)
+        warm_start(task.build_model(), path)
     except (CheckpointError, ValueError) as err:
         return str(err)
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..output import check_output
-    from ..training import CheckpointError, ConfigError, TrainConfig, load_checkpoint, train
+def _read_config(args: argparse.Namespace) -> tuple[TrainConfig, Task]:
+    """The config of ``--config`` with the command line's overrides, and the task built on it;
+    :class:`~quotient_diffusion.training.ConfigError` if either is invalid."""
+    from ..tasks import get_task
+    from ..training import TrainConfig
 
-    try:
-        config = TrainConfig.load(args.config)
-    except ConfigError as err:
-        print(f"qdiff train: bad config {args.config}: {err}", file=sys.stderr)
-        return 2
+    config = TrainConfig.load(args.config)
     if args.out_dir:
         config.run.out_dir = args.out_dir
     if args.steps is not None:
         config.optim.steps = args.steps
     if args.data_dir:
         config.task.data_dir = args.data_dir
+    return config, get_task(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..output import check_output
+    from ..training import CheckpointError, ConfigError, load_checkpoint, train
+
+    try:
+        config, task = _read_config(args)
+    except ConfigError as err:
+        print(f"qdiff train: bad config {args.config}: {err}", file=sys.stderr)
+        return 2
     out_dir = Path(config.run.out_dir)
     check_output(out_dir, "dir")
     if args.resume and args.init_from:
@@ -99,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
               "continues its own weights)", file=sys.stderr)
         return 2
     if args.init_from:
-        problem = _check_init(config, args.init_from)
+        problem = _check_init(task, args.init_from)
         if problem:
             print(f"qdiff train: --init-from: {problem}", file=sys.stderr)
             return 2
@@ -112,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"qdiff train: --resume: {problem}", file=sys.stderr)
             return 2
     try:
-        final = train(config, resume=args.resume, progress=not args.no_progress, hours=args.hours,
-                      init_from=args.init_from)
+        final = train(task, config, resume=args.resume, progress=not args.no_progress,
+                      hours=args.hours, init_from=args.init_from)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdiff train: {err}", file=sys.stderr)
         return 1

@@ -163,7 +163,9 @@ class DiffusionModel(nn.Module):
         if self.augment_rotations:
             x1 = self.group.augment(x1, batch, generator)
         if t is None:
-            t = self.t_min + (1 - self.t_min) * torch.rand(nb, dtype=dtype, generator=generator)
+            # drawn on the CPU (the generator's device), so every device sees the same times
+            u = torch.rand(nb, dtype=dtype, generator=generator).to(batch.device)
+            t = self.t_min + (1 - self.t_min) * u
         eps, eps_h = prior_sample(batch, self.feature_dim, dtype, generator, self.group)
         tn = t[batch].unsqueeze(-1)
         xt = self.interpolant.noisy(x1, eps, tn)
@@ -176,7 +178,8 @@ class DiffusionModel(nn.Module):
         logs = {"coord_loss": float(coord.mean().detach()),
                 "coord_mse": float(mse.mean().detach()) * self.coord_scale**2}
         if h1 is not None:
-            sq = torch.zeros(nb, dtype=dtype).index_add_(0, batch, ((den_h - h1) ** 2).sum(-1))
+            sq = torch.zeros(nb, dtype=dtype, device=batch.device).index_add_(
+                0, batch, ((den_h - h1) ** 2).sum(-1))
             counts = torch.bincount(batch, minlength=nb).to(dtype)
             feat = self.loss_weight(t, self.sigma_data_features) * sq / (counts * self.feature_dim)
             loss = loss + self.feature_loss_weight * feat.mean()

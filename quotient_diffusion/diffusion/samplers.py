@@ -217,8 +217,13 @@ def prior_sample(
     centred per molecule) and, if asked, Gaussian features (n, F)."""
     n = batch.shape[0]
     group = group if group is not None else SE3()
-    x = group.remove_translations(torch.randn(n, 3, dtype=dtype, generator=generator), batch)
-    h = torch.randn(n, num_features, dtype=dtype, generator=generator) if num_features else None
+    # drawn on the CPU (the generator's device), then moved to the batch's device: every device
+    # sees the same noise
+    x = torch.randn(n, 3, dtype=dtype, generator=generator).to(batch.device)
+    x = group.remove_translations(x, batch)
+    h = None
+    if num_features:
+        h = torch.randn(n, num_features, dtype=dtype, generator=generator).to(batch.device)
     return x, h
 
 

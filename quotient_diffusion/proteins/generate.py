@@ -23,7 +23,7 @@ def default_checkpoint() -> Path:
 
 def load_backbone_model(path: str | Path | None = None) -> DiffusionModel:
     """A trained backbone model in eval mode (EMA weights); the bundled one by default."""
-    from ..training import load_trained_model
+    from ..tasks import load_trained_model
 
     path = Path(path) if path else default_checkpoint()
     model, config = load_trained_model(path)

@@ -1,11 +1,15 @@
 """Training a :class:`~.vae.SetVAE`: seeded, with atomic and resumable checkpoints.
 
-The batch of step ``t`` is drawn by a generator seeded with ``(seed, t)``, and the model's noise
-(reparameterisation, i.i.d. creation) by another, so a run resumed from ``last.pt`` continues as
-the uninterrupted run would. A checkpoint holds the model config, the weights, the optimiser
-state, the step and a description of the data; it is written and read by
-:mod:`quotient_diffusion.training.checkpoint` (atomic writes, safe loads). Interrupted by
-Ctrl-C, training writes ``last.pt`` at the last finished step before re-raising.
+The model and its loss are the set VAE's own; seeding, checkpoints and resuming are those of
+:mod:`quotient_diffusion.training`. The batch of step ``t`` and the model's noise
+(reparameterisation, i.i.d. creation) are drawn from
+:func:`~quotient_diffusion.training.step_generator` ``(seed, t)``, so a run resumed from
+``last.pt`` continues as the uninterrupted run would. A checkpoint holds the model config, the
+weights, the optimiser state, the step and a description of the data; it is written by
+:func:`~quotient_diffusion.training.save_checkpoint` (atomic), read by
+:func:`~quotient_diffusion.training.load_checkpoint` (``weights_only``) and resumed by
+:func:`~quotient_diffusion.training.restore_checkpoint`. Interrupted by Ctrl-C, training writes
+``last.pt`` at the last finished step before re-raising.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from ..training.seeding import step_generator
 from .dataset import SetDataset
 from .vae import SetVAE, SetVAEConfig
 
@@ -23,10 +33,6 @@ __all__ = ["train_set_vae", "load_set_model", "CHECKPOINT_KEYS"]
 
 #: entries every set checkpoint holds
 CHECKPOINT_KEYS = ("model_config", "model", "optimizer", "step")
-
-
-def _generator(seed: int, step: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 8 + stream)
 
 
 def load_set_model(path: str | Path) -> tuple[SetVAE, dict]:
@@ -64,9 +70,7 @@ def train_set_vae(
     start = 0
     last = Path(out_dir) / "last.pt" if out_dir is not None else None
     if resume and last is not None:
-        state = load_checkpoint(last, CHECKPOINT_KEYS)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        state = restore_checkpoint(last, {"model": model, "optimizer": opt}, CHECKPOINT_KEYS)
         start = state["step"]
 
     def save(step: int) -> None:
@@ -89,8 +93,9 @@ def train_set_vae(
     done = start
     try:
         for step in bar:
-            index = torch.randint(len(data), (batch_size,), generator=_generator(seed, step, 0))
-            terms = model.loss(data.batch(index), generator=_generator(seed, step, 1))
+            gen = step_generator(seed, step)
+            index = torch.randint(len(data), (batch_size,), generator=gen)
+            terms = model.loss(data.batch(index), generator=gen)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -78,8 +78,10 @@ def chain_edges(
     if neighbours <= 0:
         return full_graph(batch)
     spatial = knn_graph(pos, batch, neighbours)
-    shifts = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)])
-    target = torch.arange(n).repeat_interleave(len(shifts))
+    device = pos.device
+    shifts = torch.cat([torch.arange(-window, 0, device=device),
+                        torch.arange(1, window + 1, device=device)])
+    target = torch.arange(n, device=device).repeat_interleave(len(shifts))
     source = target + shifts.repeat(n)
     inside = (source >= 0) & (source < n)
     target, source = target[inside], source[inside]

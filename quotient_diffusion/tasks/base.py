@@ -23,7 +23,8 @@ class Task(ABC):
     two methods."""
 
     name: str = "task"
-    #: the ``task.options`` the task reads, name -> type (the config refuses any other)
+    #: the ``task.options`` the task reads, name -> type (:func:`~.registry.get_task` refuses
+    #: any other)
     OPTIONS: dict[str, object] = {}
 
     def __init__(self, config: TrainConfig):

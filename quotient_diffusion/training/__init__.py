@@ -1,9 +1,21 @@
-"""Training: configuration, EMA, atomic checkpoints and the (data-parallel) loop."""
+"""Training: configuration, EMA, atomic checkpoints, seeding and the (data-parallel) loop.
 
-from .checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
+The loop receives its task (:class:`TrainableTask`); nothing here imports a task (rebuilding a
+trained model is ``quotient_diffusion.tasks.load_trained_model``).
+"""
+
+from .checkpoint import (
+    CheckpointError,
+    export_weights,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from .config import ConfigError, ModelConfig, OptimConfig, RunConfig, TaskConfig, TrainConfig
 from .ema import EMA
-from .loop import load_trained_model, train
+from .loop import train
+from .seeding import step_generator
+from .trainable import TrainableTask
 from .warm_start import warm_start
 
 __all__ = [
@@ -17,8 +29,10 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "restore_checkpoint",
     "export_weights",
+    "step_generator",
+    "TrainableTask",
     "train",
-    "load_trained_model",
     "warm_start",
 ]

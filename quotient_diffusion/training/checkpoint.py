@@ -6,7 +6,8 @@ temporary file, fsync, rename), so a run killed at any moment keeps its previous
 (dicts, lists, numbers, strings) only, so a checkpoint can never run code when it is opened.
 Every way a file can fail to be a checkpoint (missing, a folder, empty, text, random bytes, a
 truncated archive, a pickle that would import a function, a missing entry) is one
-:class:`CheckpointError` with a one-line message.
+:class:`CheckpointError` with a one-line message. :func:`restore_checkpoint` resumes a run: it
+loads the saved states into the model, optimiser and EMA of every training loop of the package.
 """
 
 from __future__ import annotations
@@ -14,20 +15,29 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
+from ..errors import InputError
 from ..output import open_output
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "export_weights"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "restore_checkpoint",
+           "export_weights"]
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A file that cannot be read as a checkpoint; the message is one line."""
+
+
+class Stateful(Protocol):
+    """What a checkpoint restores: a module, an optimiser, an EMA."""
+
+    def load_state_dict(self, state: dict) -> object: ...
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -77,10 +87,22 @@ def load_checkpoint(path: str | Path, keys: Iterable[str] = ()) -> dict:
     return state
 
 
+def restore_checkpoint(path: str | Path, targets: Mapping[str, Stateful],
+                       keys: Iterable[str] = ()) -> dict:
+    """Resume from the checkpoint at ``path``: load its entry ``name`` into ``target`` for every
+    item of ``targets``; returns the checkpoint, which must also hold every entry of ``keys``
+    (:class:`CheckpointError` otherwise)."""
+    state = load_checkpoint(path, (*targets, *keys))
+    for name, target in targets.items():
+        target.load_state_dict(state[name])
+    return state
+
+
 def export_weights(source: str | Path, target: str | Path) -> None:
     """Write a deployable copy of a training checkpoint: its config, step and EMA weights, and
     the run's record where it has one (``history``, ``curve``, ``elapsed_s``), without the
-    optimiser state or the raw weights; :func:`~.loop.load_trained_model` reads it."""
+    optimiser state or the raw weights; ``quotient_diffusion.tasks.load_trained_model`` reads
+    it."""
     keys = ("version", "config", "step", "ema")
     state = load_checkpoint(source, keys)
     record = ("history", "curve", "elapsed_s")

@@ -3,9 +3,10 @@
 Sections: ``task`` (what data and which model family), ``model`` (network, treatment,
 interpolant), ``optim`` (optimiser, batch, steps, EMA) and ``run`` (seed, output folder,
 checkpoint and validation cadence). Every value is checked when a config is read (types from
-the field annotations, ranges, names, the task's and the network's options; see
-:mod:`.validation`), so a typo never passes silently: a bad config is a :class:`ConfigError`
-naming the key.
+the field annotations, ranges, the model's names and the network's options; see
+:mod:`.validation`), and the task's name and options when the task is built on it
+(``quotient_diffusion.tasks.get_task``), so a typo never passes silently: a bad config is a
+:class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class RunConfig:
     log_every: int = 20
     checkpoint_minutes: float = 5.0  # also checkpoint whenever this much wall time has passed
     threads: int | None = None
+    # where the model trains: 'auto' (a CUDA device when torch sees one, else the CPU),
+    # 'cpu' or 'cuda' (quotient_diffusion.training.loop.resolve_device)
+    device: str = "auto"
 
 
 @dataclass

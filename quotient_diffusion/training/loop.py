@@ -1,6 +1,8 @@
 """The training loop: seeded, resumable, EMA, periodic validation, optional data parallelism.
 
-Every step draws its batch and its noise from generators seeded by (seed, step, rank), and the
+:func:`train` receives its task (data, model, validation: :class:`~.trainable.TrainableTask`)
+and the config; the training layer imports no task. Every step draws its batch and its noise
+from a generator seeded by (seed, step, rank) (:func:`~.seeding.step_generator`), and the
 learning rate and EMA decay are functions of the step, so a run resumed from a checkpoint
 continues exactly as the uninterrupted run would have. A run is bounded by steps
 (``optim.steps``, which also sets the learning-rate schedule) and optionally by wall time
@@ -8,6 +10,14 @@ continues exactly as the uninterrupted run would have. A run is bounded by steps
 ``torchrun --nproc_per_node=K``, the loop joins the process group (gloo on CPU, NCCL on GPU),
 wraps the model in DistributedDataParallel and gives each rank its own batches; rank 0 alone
 writes checkpoints, logs and the progress bar.
+
+Device (``run.device``, :func:`resolve_device`): the model, its EMA, the optimiser and every
+batch live there; the step's random numbers are still drawn on the CPU and moved, so a CUDA run
+sees the noise a CPU run sees. Validation runs on a CPU copy of the EMA (the tasks' metrics use
+NumPy and RDKit) and checkpoints hold CPU tensors. There is no mixed precision: the networks
+are small (hidden 64), so a step is bound by kernel launches, not arithmetic, and coordinate
+updates, alignments and losses need float32. On the CPU nothing changes: runs are bit for bit
+what they were before the option existed.
 
 Files in ``run.out_dir``: ``config.json``, ``last.pt`` (atomic, every ``checkpoint_every``
 steps and every ``checkpoint_minutes``), ``final.pt`` (when ``optim.steps`` is reached),
@@ -23,6 +33,7 @@ first session of its history names that checkpoint. It cannot be combined with `
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -37,33 +48,71 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..data import collate
-from ..diffusion import DiffusionModel
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .curve import write_curve
 from .ema import EMA
 from .schedule import learning_rate
+from .seeding import step_generator
+from .trainable import TrainableTask
+from .validation import DEVICES, ConfigError
 from .warm_start import warm_start
 
-__all__ = ["train", "load_trained_model", "upgrade_config"]
+__all__ = ["train", "upgrade_config", "resolve_device", "CHECKPOINT_VERSION"]
 
 #: 2: preconditioning, Fourier time embedding and radial basis (1: none of them)
 CHECKPOINT_VERSION = 2
 
 
-def _init_distributed() -> tuple[int, int]:
-    """Join the process group if launched by torchrun; returns (rank, world size)."""
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device of ``run.device``: 'auto' is CUDA when torch sees a device, else the
+    CPU; under torchrun a CUDA run uses the device of its ``LOCAL_RANK``. :class:`ConfigError`
+    for a name not in :data:`~.validation.DEVICES` or 'cuda' without a CUDA device."""
+    if name not in DEVICES:
+        raise ConfigError(f"run.device: unknown device {name!r}; choose one of "
+                          f"{', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    if name == "cuda" and not cuda:
+        raise ConfigError("run.device is 'cuda' but torch sees no CUDA device (use 'auto' "
+                          "or 'cpu')")
+    if name == "cpu" or not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _to_cpu(value: object) -> object:
+    """``value`` (a state dict, possibly nested) with every tensor on the CPU, so that a
+    checkpoint written on any device loads anywhere with ``weights_only=True``."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        moved = type(value)((key, _to_cpu(item)) for key, item in value.items())
+        if hasattr(value, "_metadata"):  # a module's state dict: keep its version record
+            moved._metadata = value._metadata
+        return moved
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
+
+
+def _on_cpu(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` itself if it lives on the CPU, else a CPU copy (validation runs there: the
+    task's metrics use NumPy and RDKit, and every device then reports the same numbers)."""
+    if all(p.device.type == "cpu" for p in module.parameters()):
+        return module
+    return copy.deepcopy(module).cpu()
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group if launched by torchrun (NCCL for a CUDA run, else gloo);
+    returns (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 997 + rank)
 
 
 @contextmanager
@@ -88,16 +137,17 @@ def _stop_on_signal():
             signal.signal(sig, old)
 
 
-def _agree(flag: bool, world: int) -> bool:
+def _agree(flag: bool, world: int, device: torch.device | None = None) -> bool:
     """True on every rank if it is true on any (ranks must stop at the same step)."""
     if world == 1:
         return flag
-    value = torch.tensor([float(flag)])
+    value = torch.tensor([float(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
 
 def train(
+    task: TrainableTask,
     config: TrainConfig,
     resume: bool = False,
     progress: bool = True,
@@ -105,16 +155,15 @@ def train(
     until_step: int | None = None,
     init_from: str | Path | None = None,
 ) -> Path:
-    """Train the task's model; returns the path of the checkpoint written last (``final.pt``
-    when ``optim.steps`` were reached, else ``last.pt``).
+    """Train the model of ``task`` (built on ``config``: ``quotient_diffusion.tasks.get_task``)
+    as ``config`` says; returns the path of the checkpoint written last (``final.pt`` when
+    ``optim.steps`` were reached, else ``last.pt``).
 
     ``hours`` (wall time) and ``until_step`` end this session early, with a checkpoint that
     ``resume`` continues exactly; the learning-rate schedule always spans ``optim.steps``.
     ``init_from`` initialises a new run from that checkpoint's EMA weights (module docstring;
     :class:`~.checkpoint.CheckpointError` when they do not fit the model).
     """
-    from ..tasks import get_task
-
     if resume and init_from is not None:
         raise ValueError("resume and init_from cannot be combined: a resumed run continues "
                          "its own weights")
@@ -123,18 +172,21 @@ def train(
     if until_step is not None and until_step < 1:
         raise ValueError(f"until_step must be at least 1, got {until_step}")
     end = config.optim.steps if until_step is None else min(until_step, config.optim.steps)
-    rank, world = _init_distributed()
+    device = resolve_device(config.run.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    rank, world = _init_distributed(device)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     torch.manual_seed(config.run.seed)
     out = Path(config.run.out_dir)
-    task = get_task(config)
     train_set, val_set = task.datasets()
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
     model = task.build_model()
     if init_from is not None:
         warm_start(model, init_from)
+    model = model.to(device)  # the same module on the CPU
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
@@ -144,10 +196,7 @@ def train(
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-        state = load_checkpoint(last, ("model", "ema", "optim", "step"))
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optim"])
+        state = restore_checkpoint(last, {"model": model, "ema": ema, "optim": opt}, ("step",))
         step = state["step"]
         elapsed = state.get("elapsed_s", 0.0)
         history, curve = state.get("history", []), state.get("curve", [])
@@ -156,16 +205,21 @@ def train(
         config.save(out / "config.json")
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                        find_unused_parameters=True)
     session = {"start_step": step, "end_step": step, "wall_s": 0.0,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "threads": torch.get_num_threads(), "world_size": world}
+               "threads": torch.get_num_threads(), "world_size": world,
+               "device": device.type}
     if init_from is not None:
         source = load_checkpoint(init_from, ("step",))
         session.update(init_from=str(init_from), init_from_step=source["step"],
                        init_from_history=source.get("history", []))
     history = [*history, session]
     t0 = time.perf_counter()
+
+    portable = _to_cpu if device.type != "cpu" else (lambda state: state)
 
     def checkpoint(path: Path) -> None:
         if rank == 0:
@@ -177,9 +231,9 @@ def train(
                 "elapsed_s": elapsed + session["wall_s"],
                 "history": history,
                 "curve": curve,
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optim": opt.state_dict(),
+                "model": portable(model.state_dict()),
+                "ema": portable(ema.state_dict()),
+                "optim": portable(opt.state_dict()),
             })
 
     log = open(out / "metrics.jsonl", "a") if rank == 0 else None
@@ -190,9 +244,11 @@ def train(
     with _stop_on_signal() as stop:
         try:
             while step < end:
-                gen = _step_generator(config.run.seed, step, rank)
+                gen = step_generator(config.run.seed, step, rank)
                 idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen)
                 graph = collate([train_set[i] for i in idx.tolist()])
+                if device.type != "cpu":
+                    graph = graph.to(device)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(config.optim, step)
                 model.train()
@@ -213,7 +269,7 @@ def train(
                     record = {"step": step, "time": now - t0, "lr": lr, **logs}
                 done = step == config.optim.steps
                 if val_set and (step % config.run.validate_every == 0 or done):
-                    val = task.validate(ema.shadow, val_set)
+                    val = task.validate(_on_cpu(ema.shadow), val_set)
                     hours_so_far = (elapsed + time.perf_counter() - t0) / 3600.0
                     curve.append({"step": step, "hours": round(hours_so_far, 4), **val})
                     record = {**(record or {"step": step, "time": now - t0}), **val}
@@ -225,7 +281,7 @@ def train(
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                 out_of_time = deadline is not None and now >= deadline
-                halt = _agree(out_of_time or stop["stop"], world) or step == end
+                halt = _agree(out_of_time or stop["stop"], world, device) or step == end
                 if (step % config.run.checkpoint_every == 0 or halt
                         or now - last_save >= 60.0 * config.run.checkpoint_minutes):
                     checkpoint(last)
@@ -263,27 +319,3 @@ def upgrade_config(config: dict, version: int) -> dict:
     model["network_options"] = options
     return {**config, "model": model}
 
-
-def load_trained_model(
-    path: str | Path, use_ema: bool = True
-) -> tuple[DiffusionModel, TrainConfig]:
-    """Rebuild a model from a checkpoint written by :func:`train` (EMA weights by default);
-    :class:`~.checkpoint.CheckpointError` if the file does not hold one."""
-    from ..tasks import get_task
-
-    weights = "ema" if use_ema else "model"
-    state = load_checkpoint(path, ("config", weights))
-    if not isinstance(state["config"], dict):
-        raise CheckpointError(f"{path}: its config is a {type(state['config']).__name__}")
-    try:
-        config = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
-    except ConfigError as err:
-        raise CheckpointError(f"{path}: bad config in the checkpoint: {err}") from None
-    model = get_task(config).build_model()
-    try:
-        model.load_state_dict(state[weights])
-    except (RuntimeError, TypeError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: the weights do not fit its model ({first})") from None
-    model.eval()
-    return model, config

@@ -4,10 +4,11 @@ The type of every key is read from the annotation of its dataclass field, so a f
 section is checked without touching this module: ``int`` takes integers (not booleans),
 ``float`` takes finite numbers, ``bool`` takes ``true``/``false``, ``X | None`` also takes
 ``null``. Counts and rates are checked against the ranges in :data:`RANGES`. The free-form
-dicts are checked against what reads them: ``model.network_options`` against the keyword
-parameters of the network's constructor (``quotient_diffusion.nn.NETWORKS``) and
-``task.options`` against the task class's ``OPTIONS`` (name -> type). Every failure is a
-:class:`ConfigError` whose one-line message names the key.
+``model.network_options`` are checked against the keyword parameters of the network's
+constructor (``quotient_diffusion.nn.NETWORKS``). The task section's name and options are
+checked by the layer above, which knows the tasks (``quotient_diffusion.tasks.get_task``, with
+:func:`check_name` and :func:`check_options`). Every failure is a :class:`ConfigError` whose
+one-line message names the key.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 
-__all__ = ["ConfigError", "RANGES", "check_value", "check_section", "check_choices",
-           "model_differences"]
+from ..errors import InputError
+
+__all__ = ["ConfigError", "DEVICES", "RANGES", "check_value", "check_section", "check_name",
+           "check_options", "check_choices", "model_differences"]
 
 
-class ConfigError(ValueError):
+#: the values of ``run.device`` ('auto': CUDA when torch sees a device, else the CPU)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(InputError):
     """An invalid training config; the message is one line and names the offending key."""
 
 
@@ -132,7 +139,9 @@ def check_section(name: str, klass: type, values: object) -> None:
         check_value(f"{name}.{key}", value, hints[key])
 
 
-def _check_options(where: str, options: Mapping, known: Mapping[str, object], what: str) -> None:
+def check_options(where: str, options: Mapping, known: Mapping[str, object], what: str) -> None:
+    """Every key of ``options`` (the free-form dict at ``where``) is one of ``known`` (name ->
+    annotation; ``what`` describes them in the message) and its value fits the annotation."""
     _check_known(where, options, known, what)
     for key, value in options.items():
         check_value(f"{where}.{key}", value, known[key])
@@ -155,35 +164,35 @@ def _network_parameters(network: str) -> dict[str, object] | None:
             if p.kind in keyword and name not in set_by_get_network}
 
 
-def _check_name(key: str, name: str, known: Mapping) -> None:
+def check_name(key: str, name: str, known: Mapping) -> None:
+    """``name`` (the value of ``key``) is a key of ``known``."""
     if name not in known:
         raise ConfigError(f"{key}: unknown name {name!r}; choose one of {', '.join(sorted(known))}")
 
 
 def check_choices(config) -> None:
-    """The names in a :class:`~.config.TrainConfig` exist (task, network, treatment, group,
-    interpolant) and the task's and the network's options are ones they read."""
+    """The model's names in a :class:`~.config.TrainConfig` exist (network, treatment, group,
+    interpolant), the network's options are ones it reads and ``run.device`` is one of
+    :data:`DEVICES`."""
     from ..diffusion.interpolants import get_interpolant
     from ..diffusion.treatments import TREATMENTS
     from ..groups import GROUPS
     from ..nn import NETWORKS
-    from ..tasks import TASKS, task_class
 
-    _check_name("task.name", config.task.name, TASKS)
-    _check_name("model.network", config.model.network, NETWORKS)
-    _check_name("model.treatment", config.model.treatment, TREATMENTS)
-    _check_name("model.group", config.model.group, GROUPS)
+    check_name("model.network", config.model.network, NETWORKS)
+    check_name("model.treatment", config.model.treatment, TREATMENTS)
+    check_name("model.group", config.model.group, GROUPS)
     try:
         get_interpolant(config.model.interpolant)
     except ValueError as err:
         raise ConfigError(f"model.interpolant: {err}") from None
-    task = task_class(config.task.name)
-    _check_options("task.options", config.task.options, task.OPTIONS,
-                   f"option(s) for task {task.name!r}:")
     known = _network_parameters(config.model.network)
     if known is not None:
-        _check_options("model.network_options", config.model.network_options, known,
+        check_options("model.network_options", config.model.network_options, known,
                        f"option(s) for network {config.model.network!r}:")
+    if config.run.device not in DEVICES:
+        raise ConfigError(f"run.device: unknown device {config.run.device!r}; choose one of "
+                          f"{', '.join(DEVICES)}")
 
 
 def model_differences(saved, new) -> list[str]:
