@@ -102,6 +102,7 @@ def _read_config(args: argparse.Namespace) -> tuple[TrainConfig, Task]:
 def run(args: argparse.Namespace) -> int:
     from ..output import check_output
     from ..training import CheckpointError, ConfigError, load_checkpoint, train
+    from ..training.loop import resolve_device
 
     try:
         config, task = _read_config(args)
@@ -110,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(config.run.out_dir)
     check_output(out_dir, "dir")
+    try:
+        resolve_device(config.run.device)  # 'cuda' on a machine without one
+    except ConfigError as err:
+        print(f"qdiff train: {err}", file=sys.stderr)
+        return 2
     if args.resume and args.init_from:
         print("qdiff train: --resume and --init-from cannot be combined (a resumed run "
               "continues its own weights)", file=sys.stderr)
