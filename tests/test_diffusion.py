@@ -77,18 +77,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("treatment,method,solver", CASES)
-def test_samplers_recover_gaussian_target(treatment, method, solver):
-    """|x|^2 and squared pairwise distances of the samples match the target's closed forms."""
-    sigma, n_atoms, n_mols = 1.7, 5, 4000
+def gaussian_target_samples(sigma: float, n_atoms: int, n_mols: int, treatment, method: str,
+                            solver: str, seed: int) -> torch.Tensor:
+    """Samples of ``treatment``'s sampler (200 steps) for the target N(0, sigma^2 I) on the
+    group's space, with its exact denoiser, from a prior drawn with ``seed``."""
     interp = LinearInterpolant()
     batch = flat_batch(n_mols, n_atoms)
     denoise, holder = gaussian_denoiser(sigma, interp)
     holder[0] = batch
-    gen = torch.Generator().manual_seed(1)
-    x0, _ = prior_sample(batch, dtype=DT, generator=gen)
+    gen = torch.Generator().manual_seed(seed)
+    x0, _ = prior_sample(batch, dtype=DT, generator=gen, group=treatment.group)
     cfg = SamplerConfig(steps=200, method=method, solver=solver)
     x, _ = sample(denoise, x0, None, batch, treatment, interp, cfg, gen)
+    return x
+
+
+@pytest.mark.parametrize("treatment,method,solver", CASES)
+def test_samplers_recover_gaussian_target(treatment, method, solver):
+    """|x|^2 and squared pairwise distances of the samples match the target's closed forms."""
+    sigma, n_atoms, n_mols = 1.7, 5, 4000
+    x = gaussian_target_samples(sigma, n_atoms, n_mols, treatment, method, solver, seed=1)
     sq = (x * x).sum(-1).view(n_mols, n_atoms).sum(-1)
     expected = sigma**2 * (3 * n_atoms - 3)
     se = sq.std() / math.sqrt(n_mols)
@@ -128,14 +136,7 @@ def test_samplers_keep_every_coordinate_without_translations(treatment, method, 
     every coordinate (invariant under SO(3) and SO(2) about the origin), E|x|^2 = 3 N sigma^2
     (not 3 (N - 1) sigma^2 as in the centred space) and E|centroid|^2 = 3 sigma^2 / N."""
     sigma, n_atoms, n_mols = 1.3, 5, 4000
-    interp = LinearInterpolant()
-    batch = flat_batch(n_mols, n_atoms)
-    denoise, holder = gaussian_denoiser(sigma, interp)
-    holder[0] = batch
-    gen = torch.Generator().manual_seed(3)
-    x0, _ = prior_sample(batch, dtype=DT, generator=gen, group=treatment.group)
-    cfg = SamplerConfig(steps=200, method=method, solver=solver)
-    x, _ = sample(denoise, x0, None, batch, treatment, interp, cfg, gen)
+    x = gaussian_target_samples(sigma, n_atoms, n_mols, treatment, method, solver, seed=3)
     xm = x.view(n_mols, n_atoms, 3)
     sq = (xm * xm).sum((-1, -2))
     expected = sigma**2 * 3 * n_atoms
