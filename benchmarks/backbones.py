@@ -6,8 +6,11 @@ backbone quality proxies (no ESMFold/ProteinMPNN offline)?
 
 Protocol (defaults = the committed results; ``--quick`` is a smoke run under 3 minutes):
 
-* data: DB5.5 chains, family split (quotient_diffusion.data.proteins), training chains of
-  50-``max_length`` residues (configs/backbones.json);
+* data: DB5.5 chains, family split (quotient_diffusion.data.proteins), training chains as the
+  config's task options say (``min_length``-``max_length`` residues, longer ones cropped with
+  ``crop``; the JSON's ``training_data`` counts them: ``BackboneTask.data_summary``); the
+  natural reference chains (angle distributions, R_g law, test row) are the uncropped chains of
+  ``min_length``-``max_length`` residues;
 * for every treatment and seed: train the config's model (configs/backbones.json: the
   transformer with rotation augmentation; configs/backbones_egnn.json: the EGNN) for the same
   number of steps, then sample one chain per length for ``--num-lengths`` lengths of natural
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -34,6 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import (
+    RESULTS,
+    ROOT,
+    command,
+    machine,
+    markdown_table,
+    mean_std,
+    save_figure,
+    write_json,
+    write_text,
+)
 
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.metrics.proteins import (
@@ -46,7 +59,6 @@ from quotient_diffusion.proteins.generate import generate_backbones
 from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.training import TrainConfig, export_weights, train
 
-ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
 METHODS = ("ode", "sde")
 COLUMNS = [  # (key, header, format)
@@ -85,26 +97,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def mean_std(rows: list[dict]) -> dict:
+def seed_stats(rows: list[dict]) -> dict:
     """Mean and standard deviation over seeds of every numeric metric."""
     keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))]
-    return {k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows])))
-            for k in keys}
+    return {k: mean_std(r[k] for r in rows) for k in keys}
 
 
 def table(results: dict) -> str:
-    head = "| model | sampler | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     nat = results["natural"]
-    lines.append("| natural test chains | - | " + " | ".join(
-        fmt.format(nat[k]) for k, _, fmt in COLUMNS) + " |")
+    rows = [["natural test chains", "-", *(fmt.format(nat[k]) for k, _, fmt in COLUMNS)]]
     for name in TREATMENTS:
         for method in METHODS:
             stats = results["summary"][name][method]
-            cells = [f"{fmt.format(stats[k][0])} ± {fmt.format(stats[k][1])}"
-                     for k, _, fmt in COLUMNS]
-            lines.append(f"| {name} | {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append([name, method, *(f"{fmt.format(stats[k][0])} ± {fmt.format(stats[k][1])}"
+                                         for k, _, fmt in COLUMNS)])
+    return "\n".join(markdown_table(["model", "sampler", *(h for _, h, _ in COLUMNS)], rows))
 
 
 def plots(results: dict, samples: dict, train: list, stem: Path) -> list[str]:
@@ -126,9 +133,7 @@ def plots(results: dict, samples: dict, train: list, stem: Path) -> list[str]:
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    dihedral_png = stem.with_name(stem.name + "_dihedrals.png")
-    fig.savefig(dihedral_png, dpi=110)
-    plt.close(fig)
+    dihedral_png = save_figure(fig, stem.with_name(stem.name + "_dihedrals.png"), dpi=110)
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     r0, nu = results["rg_law"]
@@ -145,9 +150,7 @@ def plots(results: dict, samples: dict, train: list, stem: Path) -> list[str]:
     ax.set_title("R_g against length (ODE samples, all seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    rg_png = stem.with_name(stem.name + "_rg.png")
-    fig.savefig(rg_png, dpi=110)
-    plt.close(fig)
+    rg_png = save_figure(fig, stem.with_name(stem.name + "_rg.png"), dpi=110)
     return [dihedral_png.name, rg_png.name]
 
 
@@ -174,17 +177,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     results = {
         "question": "four symmetry treatments at equal budget, ODE and SDE sampling",
-        "command": "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/backbones.py"] +
-                                                          sys.argv[1:]),
+        "command": "OMP_NUM_THREADS=1 " + command(__file__),
         "config": base.to_dict(),
         "train_steps": steps,
         "sample_steps": args.sample_steps,
         "seeds": args.seeds,
         "num_train_chains": len(train_ca),
+        "training_data": task.data_summary(splits),
         "sample_lengths": lengths,
         "rg_law": list(rg_law),
-        "machine": f"{platform.processor() or platform.machine()}, torch "
-                   f"{torch.__version__}, 1 thread",
+        "machine": f"{machine()}, torch {torch.__version__}, 1 thread",
         "natural": report(test_ca),
         "runs": [],
     }
@@ -219,21 +221,18 @@ def main(argv=None) -> int:
                     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
                                       for k, v in row.items()}), flush=True)
     results["summary"] = {
-        name: {m: mean_std([r for r in results["runs"]
+        name: {m: seed_stats([r for r in results["runs"]
                             if r["treatment"] == name and r["method"] == m])
                for m in METHODS}
         for name in TREATMENTS
     }
     results["wall_time_s"] = time.perf_counter() - t0
     suffix = f"_{base.model.network}" + ("_quick" if args.quick else "")
-    out_json = ROOT / "benchmarks" / "results" / f"backbones{suffix}.json"
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(results, indent=1) + "\n")
+    out_json = write_json(RESULTS / f"backbones{suffix}.json", results)
     docs = ROOT / "docs" / "benchmarks"
-    docs.mkdir(parents=True, exist_ok=True)
     pngs = plots(results, samples, train_ca, docs / f"backbones{suffix}")
-    md = docs / f"backbones{suffix}_table.md"
-    md.write_text(
+    md = write_text(
+        docs / f"backbones{suffix}_table.md",
         f"<!-- written by benchmarks/backbones.py; command: {results['command']} -->\n\n"
         f"{table(results)}\n\n"
         f"Wall time {results['wall_time_s'] / 60:.1f} min; plots: {', '.join(pngs)}\n"

@@ -23,13 +23,13 @@ Writes benchmarks/results/conformer_size_limit{,_quick}.json and .md and prints 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, utc_time, write_results
 
 from quotient_diffusion.chem.geometry import check_geometry, is_linear, reference_bond_lengths
 from quotient_diffusion.conformers import (
@@ -39,7 +39,6 @@ from quotient_diffusion.conformers import (
     load_conformer_model,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BINS = [(1, 3), (4, 6), (7, 9), (10, 12), (13, 15), (16, 18), (19, 21), (22, 24), (25, 27),
         (28, 30), (31, 34), (35, 40)]
 
@@ -254,16 +253,14 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"conformers": conformers, "threads": torch.get_num_threads(), "quick": args.quick,
             "sampler": DEFAULT_SAMPLER.label(),
             "seed": args.seed, "seconds": round(time.perf_counter() - start, 1),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "when": utc_time(),
             "command": "python benchmarks/conformer_size_limit.py"
                        + " --quick" * args.quick}
     table = summarise(rows)
     markdown = to_markdown(table, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "conformer_size_limit" + "_quick" * args.quick
-    (args.out / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "bins": table, "molecules": rows}, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown)
+    write_results(args.out, stem, {"meta": meta, "bins": table, "molecules": rows}, markdown,
+                  indent=2)
     print()
     print(markdown)
 

@@ -33,13 +33,13 @@ from types import ModuleType
 
 import numpy as np
 import torch
+from _results import ROOT, command, markdown_table, write_results
 
 from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
 from quotient_diffusion.conformers import DEFAULT_SAMPLER, default_checkpoint, generate, prepare
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.tasks import load_trained_model
 
-ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = ("ok", "mirror", "wrong")
 
 
@@ -121,11 +121,11 @@ def markdown(rows: dict) -> str:
              "centre inverted and E/Z right (mirror), and otherwise (wrong; 'E/Z wrong' is the "
              "part of it with a wrong double bond). Per-label accuracies over all centres and "
              "double bonds.", "",
-             "| model | stereo inputs | molecules x samples (with R/S, with E/Z) | ok | mirror "
-             "| wrong | E/Z wrong | R/S label accuracy | E/Z label accuracy "
-             "| ok / mirror / wrong, one centre | ok / mirror / wrong, several centres "
-             "| sampler |",
-             "|---" * 12 + "|"]
+             *markdown_table(
+                 ["model", "stereo inputs", "molecules x samples (with R/S, with E/Z)", "ok",
+                  "mirror", "wrong", "E/Z wrong", "R/S label accuracy", "E/Z label accuracy",
+                  "ok / mirror / wrong, one centre", "ok / mirror / wrong, several centres",
+                  "sampler"], [])]
     for label, row in rows.items():
         r, meta = row["result"], row["meta"]
         one, several = r["by_kind"]["one centre"], r["by_kind"]["several centres"]
@@ -169,15 +169,13 @@ def main() -> int:
     meta = {"checkpoint": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
             "quick": args.quick, "conformers": args.conformers, "sampler": sampler.label(),
             "seed": args.seed, "threads": args.threads,
-            "command": "python " + " ".join(sys.argv)}
+            "command": command(__file__)}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     json_path = out / "conformer_stereo.json"
     rows = json.loads(json_path.read_text())["rows"] if json_path.exists() else {}
     rows[label] = {"meta": meta, "result": result}
-    json_path.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     table = markdown(rows)
-    (out / "conformer_stereo.md").write_text(table)
+    write_results(out, "conformer_stereo", {"rows": rows}, table)
     print(table)
     return 0
 

@@ -46,6 +46,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import (
+    ROOT,
+    command,
+    markdown_table,
+    mean_std,
+    save_figure,
+    write_json,
+    write_results,
+    write_text,
+)
 
 from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
 from quotient_diffusion.conformers import (
@@ -62,7 +72,6 @@ from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
 from quotient_diffusion.training import TrainConfig, load_checkpoint, train
 
-ROOT = Path(__file__).resolve().parents[1]
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
 #: torch's own thread count, before this script sets its own (the command's default)
 DEFAULT_THREADS = torch.get_num_threads()
@@ -304,7 +313,7 @@ def timing_markdown(result: dict, meta: dict) -> str:
 
 def describe_checkpoint(path: Path) -> str:
     """What a checkpoint was trained for: its steps and the model it was warm-started from."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, ("step",))
     start = (state.get("history") or [{}])[0].get("init_from")
     return f"{state['step']:,} steps" + (f" warm-started from `{start}`" if start else "")
 
@@ -318,8 +327,7 @@ def summarise(results: dict) -> dict:
     out = {}
     for method, runs in table.items():
         metrics = [k for k in runs[0] if not k.startswith("per_molecule")]
-        out[method] = {k: (float(np.mean([r[k] for r in runs])),
-                           float(np.std([r[k] for r in runs])), len(runs)) for k in metrics}
+        out[method] = {k: (*mean_std(r[k] for r in runs), len(runs)) for k in metrics}
     return out
 
 
@@ -337,13 +345,11 @@ def markdown(summary: dict, meta: dict) -> str:
     lines = [f"Conformers on {meta['molecules']} GEOM-QM9 test molecules (QM9 DFT geometry as the "
              f"reference), {meta['conformers']} conformers each; mean ± std over seeds "
              f"{meta['seeds']} (checkpoint rows: sampling seed 0). Models: {'; '.join(models)}. "
-             f"Sampler {meta['sampler']}.",
-             "", "| method | " + " | ".join(c[1] for c in cols) + " |",
-             "|---" * (len(cols) + 1) + "|"]
-    for method, m in summary.items():
-        cells = ["n/a" if k not in m else f"{m[k][0] * s:.3g} ± {m[k][1] * s:.2g}"
-                 if m[k][2] > 1 else f"{m[k][0] * s:.3g}" for k, _, s in cols]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+             f"Sampler {meta['sampler']}.", ""]
+    rows = [[method, *("n/a" if k not in m else f"{m[k][0] * s:.3g} ± {m[k][1] * s:.2g}"
+                       if m[k][2] > 1 else f"{m[k][0] * s:.3g}" for k, _, s in cols)]
+            for method, m in summary.items()]
+    lines += markdown_table(["method", *(c[1] for c in cols)], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -367,7 +373,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title("Recall coverage as a function of the threshold")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> int:
@@ -430,11 +436,9 @@ def main() -> int:
         refs = reference_molecules(args.data_dir, args.molecules)
         result = time_commands(refs, load_qm9(), args)
         meta = {"molecules": args.molecules, "conformers": args.conformers,
-                "command": "python " + " ".join(sys.argv)}
-        (out / f"{name}_timing.json").write_text(json.dumps({"meta": meta, "result": result},
-                                                            indent=1))
+                "command": command(__file__)}
         table = timing_markdown(result, meta)
-        (out / f"{name}_timing.md").write_text(table)
+        write_results(out, f"{name}_timing", {"meta": meta, "result": result}, table)
         print(table)
         return 0
     json_path = out / f"{name}.json"
@@ -445,7 +449,7 @@ def main() -> int:
             "batch_size": base_config(args, "quotient", 0).optim.batch_size,
             "method": args.method, "sample_steps": args.sample_steps,
             "sampler": benchmark_sampler(args).label(),
-            "command": "python " + " ".join(sys.argv)}
+            "command": command(__file__)}
 
     def part_path(key: str) -> Path:
         return parts / f"{key}.json"
@@ -465,8 +469,8 @@ def main() -> int:
     def evaluate(key: str, fn, *fn_args, model: str | None = None) -> None:
         if load_part(key, model) is None:
             print(f"evaluating {key}", flush=True)
-            part_path(key).write_text(json.dumps({"meta": {**meta, "model_sha256": model},
-                                                  "result": fn(*fn_args)}))
+            write_json(part_path(key), {"meta": {**meta, "model_sha256": model},
+                                        "result": fn(*fn_args)}, indent=None)
 
     keys = [f"{t}_s{s}" for s in args.seeds for t in args.treatments]
     if args.bundled:
@@ -512,10 +516,10 @@ def main() -> int:
     summary = summarise(results)
     meta = {**meta, "trained_rows": any(k in results for k in keys[:trained]),
             "checkpoints": {k: describe_checkpoint(p) for k, p in named.items()}}
-    json_path.write_text(json.dumps({"meta": meta, "made_by": made_by, "results": results,
-                                     "summary": summary}, indent=1))
+    write_json(json_path, {"meta": meta, "made_by": made_by, "results": results,
+                           "summary": summary})
     table = markdown(summary, meta)
-    (out / f"{name}.md").write_text(table)
+    write_text(out / f"{name}.md", table)
     plot(results, out / f"{name}.png")
     print(table)
     return 0

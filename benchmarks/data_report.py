@@ -13,7 +13,9 @@ Each entry of the report is counted or measured here, from the same loaders the 
   (RDKit canonical SMILES without stereo, as ``tasks.conformers`` matches them);
 * DB5.5 protein chains (``quotient_diffusion.data.proteins``): PDB files, chains, chains of
   50-256 residues, those without a chain break, the family split before and after removing
-  duplicates, TS50, and the chains of 50-128 residues the backbone benchmark uses;
+  duplicates, TS50, the chains of 50-128 residues the backbone benchmark used before issue 17,
+  and the chains and residues the backbone model sees under configs/backbones.json (kept,
+  cropped and dropped chains: ``BackboneTask.data_summary``);
 * SetMNIST (``quotient_diffusion.sets``): set sizes of the training digits at threshold 127;
   the synthetic sets: the held-out data's valency histogram and mean size (1,000 sets, seed 1);
 * with ``--time-cache``: the time to build each cache from the raw files (into a temporary
@@ -29,9 +31,7 @@ Writes benchmarks/results/data_report.{json,md} (``--quick``: data_report_quick.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tarfile
 import tempfile
 import time
@@ -39,14 +39,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, command, local_time, write_results
 
 from quotient_diffusion.data import proteins
 from quotient_diffusion.data.qm9 import QM9, edm_split, load_qm9, qm9_csv_paths
 from quotient_diffusion.groups.base import DEFAULT_REL_TOL
+from quotient_diffusion.tasks import get_task
+from quotient_diffusion.training import TrainConfig
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SIGMA_SAMPLE = 5000  # molecules of the estimate quoted in tasks/conformers.py
-BACKBONE_MAX_LENGTH = 128  # configs/backbones*.json: task.options.max_length
+#: the length cut of the backbone benchmark's results in docs/benchmarks/backbones.md (the
+#: configs before issue 17); what today's configs see is ``protein_report()['backbone_model']``
+BACKBONE_MAX_LENGTH = 128
+BACKBONE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "backbones.json"
 #: small molecules counted in the QM9 training split (methane, water, ammonia, HCN, acetylene)
 SMALL_MOLECULES = ("C", "O", "N", "C#N", "C#C")
 
@@ -191,6 +196,10 @@ def protein_report(data_dir: str | None) -> dict:
     names = ("train", "val", "test")
     loaded = proteins.load_protein_splits(data_dir)
     short = {n: sum(50 <= len(c) <= BACKBONE_MAX_LENGTH for c in getattr(loaded, n)) for n in names}
+    config = TrainConfig.load(BACKBONE_CONFIG)
+    if data_dir:
+        config.task.data_dir = data_dir
+    seen = get_task(config).data_summary(loaded)
     return {
         "pdb_files": files,
         "chains": len(chains),
@@ -201,6 +210,8 @@ def protein_report(data_dir: str | None) -> dict:
         "loader_agrees": [len(getattr(loaded, n)) for n in names] == [len(s) for s in deduped],
         "ts50": len(loaded.ts50),
         f"chains_50_{BACKBONE_MAX_LENGTH}": short,
+        "backbone_model": {"config": str(BACKBONE_CONFIG.relative_to(BACKBONE_CONFIG.parents[1])),
+                           **seen},
     }
 
 
@@ -331,9 +342,26 @@ def to_markdown(report: dict) -> str:
             f"- family split {s['train']} / {s['val']} / {s['test']}; without duplicates "
             f"{d['train']} / {d['val']} / {d['test']} (the loader agrees: "
             f"{p['loader_agrees']}); TS50: {p['ts50']} chains",
-            f"- of these, 50-128 residues (the backbone benchmark): {short['train']} / "
-            f"{short['val']} / {short['test']}",
+            f"- of these, 50-128 residues (the backbone benchmark before issue 17): "
+            f"{short['train']} / {short['val']} / {short['test']}",
         ]
+        if "backbone_model" in p:
+            m = p["backbone_model"]
+            lines += [
+                f"- the backbone model under `{m['config']}` (lengths {m['min_length']}-"
+                f"{m['max_length']}, crop {str(m['crop']).lower()}, "
+                f"{m['noise_levels_per_chain']} noise level(s) per chain, about "
+                f"{m['residues_per_step']:.0f} residues per step):",
+            ]
+            for n in ("train", "val", "test"):
+                q = m[n]
+                lines.append(
+                    f"  - {n}: {q['kept_chains']} of {q['chains']} chains, "
+                    f"{q['kept_residues']:,} of {q['residues']:,} residues "
+                    f"({q['cropped_chains']} cropped, {q['dropped_short']} too short, "
+                    f"{q['dropped_long']} too long); one draw of every chain shows "
+                    f"{q['window_residues']:,} residues"
+                )
     if "setmnist" in report:
         lines += ["", "## SetMNIST (threshold 127)", ""]
         for split, m in report["setmnist"].items():
@@ -381,10 +409,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     report: dict = {
         "meta": {
-            "command": " ".join(
-                ["python benchmarks/data_report.py", *(sys.argv[1:] if argv is None else argv)]
-            ),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": command(__file__, argv),
+            "date": local_time(),
             "quick": args.quick,
         }
     }
@@ -400,10 +426,9 @@ def main(argv: list[str] | None = None) -> None:
         report["cache_seconds"] = time_caches(args.data_dir)
     report["meta"]["seconds"] = time.perf_counter() - started
     stem = "data_report_quick" if args.quick else "data_report"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    table = to_markdown(report)
+    write_results(args.out, stem, report, table, indent=2)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -68,14 +68,31 @@ def run_config(s: dict, treatment: str, seed: int, steps: int, out_dir: Path) ->
     })
 
 
-def sample_and_score(checkpoint: Path, counts, sampler: SamplerConfig, refs: dict) -> dict:
-    model, _ = load_trained_model(checkpoint)
+def qm9_references(count: int) -> dict:
+    """What generated molecules are scored against: the training split's SMILES (novelty) and
+    ``count`` QM9 test molecules, a fixed random subset (distribution distances)."""
+    from quotient_diffusion.data.qm9 import load_qm9
+
+    qm9 = load_qm9()
+    test = np.random.RandomState(0).permutation(qm9.subset("test"))[:count]
+    return {"train_smiles": set(qm9_reference_smiles("train")), "test": qm9_molecules(qm9, test)}
+
+
+def score_samples(model, counts, sampler: SamplerConfig, refs: dict,
+                  seed: int = 1234) -> tuple[dict, list]:
+    """(EDM's metrics and ms per molecule of sampling alone, the molecules) of one molecule per
+    entry of ``counts`` sampled by ``model``."""
     t0 = time.perf_counter()
-    mols = generate_molecules(model, counts, sampler, seed=1234)
+    mols = generate_molecules(model, counts, sampler, seed=seed)
     elapsed = time.perf_counter() - t0
     out = evaluate(mols, train_smiles=refs["train_smiles"], reference=refs["test"])
     out["ms_per_molecule"] = 1000 * elapsed / len(mols)
-    return out
+    return out, mols
+
+
+def sample_and_score(checkpoint: Path, counts, sampler: SamplerConfig, refs: dict) -> dict:
+    model, _ = load_trained_model(checkpoint)
+    return score_samples(model, counts, sampler, refs)[0]
 
 
 def save(path: Path, payload: dict) -> None:
@@ -176,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             payload = old
     done = {(r["treatment"], r["seed"], r["steps"]) for r in payload["training"]}
 
-    from quotient_diffusion.data.qm9 import load_qm9
-
-    qm9 = load_qm9()
-    test = np.random.RandomState(0).permutation(qm9.subset("test"))[: s["reference"]]
-    refs = {"train_smiles": set(qm9_reference_smiles("train")), "test": qm9_molecules(qm9, test)}
+    refs = qm9_references(s["reference"])
     hist = DenovoTask(run_config(s, "quotient", 0, 1, Path("."))).atom_count_histogram()
     counts = draw_atom_counts(hist, s["num_samples"], seed=0)
     sampler = SamplerConfig(steps=s["ode_steps"], method="ode")

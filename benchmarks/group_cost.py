@@ -8,23 +8,21 @@ atoms: 10,000 x 20 atoms, 20,000 x 20 atoms and 10,000 x 40 atoms.
     python benchmarks/group_cost.py            # full run (about 15 s on an idle machine)
     python benchmarks/group_cost.py --quick    # a few seconds, smaller batches
 
-Writes benchmarks/results/group_cost.json and group_cost.md and prints the table.
+Writes benchmarks/results/group_cost{,_quick}.json and .md and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _results import RESULTS, machine, utc_time, write_results
 
 from quotient_diffusion.groups import SE3, center
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FULL_SIZES = [(10_000, 20), (20_000, 20), (10_000, 40)]
 QUICK_SIZES = [(1_000, 20), (2_000, 20), (1_000, 40)]
 
@@ -129,16 +127,14 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "repeats": repeats,
         "quick": args.quick,
-        "machine": platform.processor() or platform.machine(),
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "when": utc_time(),
     }
     with torch.no_grad():
         rows = run(sizes, repeats, dtype)
     table = to_markdown(rows, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "group_cost"  # a --quick run overwrites the full results; its header says so
-    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (args.out / f"{stem}.md").write_text(table)
+    name = "group_cost_quick" if args.quick else "group_cost"  # --quick never replaces the full run
+    write_results(args.out, name, {"meta": meta, "rows": rows}, table, indent=2)
     print()
     print(table)
 

@@ -23,19 +23,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _results import (
+    RESULTS,
+    ROOT,
+    command,
+    machine,
+    markdown_table,
+    save_figure,
+    write_json,
+    write_text,
+)
 
 from quotient_diffusion.tasks import get_task, load_trained_model
-from quotient_diffusion.training import TrainConfig, train
+from quotient_diffusion.training import TrainConfig, load_checkpoint, train
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 #: the base config of each task (the conformer one is kept apart from the long-run config so that
 #: the committed table stays reproducible)
 CONFIGS = {"conformers": "conformers_qm9_ablation.json", "denovo": "denovo_qm9.json",
@@ -113,10 +119,10 @@ def run_one(cfg: TrainConfig) -> dict:
     t0 = time.perf_counter()
     start = 0
     if resume:
-        start = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"]
+        start = load_checkpoint(out / "last.pt", ("step",))["step"]
     train(get_task(cfg), cfg, resume=resume, progress=False)
     seconds = (time.perf_counter() - t0) / max(cfg.optim.steps - start, 1)
-    (out / "timing.json").write_text(json.dumps({"seconds_per_step": seconds}) + "\n")
+    write_json(out / "timing.json", {"seconds_per_step": seconds}, indent=None)
     return {"curve": json.loads(curve_file.read_text()), "seconds_per_step": seconds}
 
 
@@ -152,14 +158,11 @@ def markdown(task: str, summary: dict, meta: dict) -> str:
              f"{meta['network']}; mean (min..max) over seeds of the final model's validation "
              f"metrics. "
              f"Headline: `{headline}` ({'higher' if higher else 'lower'} is better). "
-             f"Command: `{meta['command']}`.", "",
-             "| variant | " + " | ".join(keys) + " | s/step |",
-             "|---" * (len(keys) + 2) + "|"]
-    for variant, row in summary.items():
-        cells = [f"{row[k]['mean']:.4g} ({row[k]['min']:.3g}..{row[k]['max']:.3g})"
-                 if k in row else "" for k in keys]
-        lines.append(f"| {variant} | " + " | ".join(cells)
-                     + f" | {row['seconds_per_step']['mean']:.3f} |")
+             f"Command: `{meta['command']}`.", ""]
+    rows = [[variant, *(f"{row[k]['mean']:.4g} ({row[k]['min']:.3g}..{row[k]['max']:.3g})"
+                        if k in row else "" for k in keys),
+             f"{row['seconds_per_step']['mean']:.3f}"] for variant, row in summary.items()]
+    lines += markdown_table(["variant", *keys, "s/step"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +189,7 @@ def plot(task: str, runs: dict[str, list[dict]], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"learning ablation: {task}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,16 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"task": args.task, "steps": args.steps, "seeds": args.seeds,
             "batch_size": cfg.optim.batch_size,
             "network": f"{cfg.model.network} {cfg.model.hidden}/{cfg.model.layers}",
-            "threads": args.threads, "machine": platform.processor() or platform.machine(),
-            "command": "python benchmarks/learning.py " + " ".join(sys.argv[1:] if argv is None
-                                                                   else argv)}
+            "threads": args.threads, "machine": machine(), "command": command(__file__, argv)}
     stem = RESULTS / f"learning_{args.task}{'_quick' if args.quick else ''}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "runs": runs}, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(args.task, summary, meta))
+    table = markdown(args.task, summary, meta)
+    write_json(stem.with_suffix(".json"), {"meta": meta, "summary": summary, "runs": runs})
+    write_text(stem.with_suffix(".md"), table)
     plot(args.task, runs, stem.with_suffix(".png"))
-    print(markdown(args.task, summary, meta))
+    print(table)
     return 0
 
 

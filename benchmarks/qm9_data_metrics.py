@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, write_json, write_text
 
+from quotient_diffusion.chem.elements import SYMBOL_OF
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.metrics.molecules import evaluate, flatten, stability, validity
 from quotient_diffusion.tasks.conformers import canonical_no_stereo
 from quotient_diffusion.tasks.denovo import qm9_molecules, qm9_reference_smiles
 
-RESULTS = Path(__file__).parent / "results"
 EDM_DATA = {"atom_stability": 0.990, "molecule_stability": 0.952, "validity": 0.977,
             "valid_unique": 0.977}
-SYMBOL = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     z, pos, batch = flatten(mols)
     stab = stability(z, pos, batch)
     bad = ~stab["atom_stable"]
-    out["unstable_atoms"] = {f"{SYMBOL[a]} valence {v}": c for (a, v), c in collections.Counter(
+    out["unstable_atoms"] = {f"{SYMBOL_OF[a]} valence {v}": c for (a, v), c in collections.Counter(
         zip(z[bad].tolist(), stab["valence"][bad].tolist())).most_common()}
     charged = np.array([("+" in qm9.smiles[i]) or ("-" in qm9.smiles[i]) for i in test])
     out["charged_molecules"] = float(charged.mean())
@@ -70,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     out["command"] = "OMP_NUM_THREADS=1 python benchmarks/qm9_data_metrics.py" + (
         " --quick" if args.quick else "")
     tag = "denovo_qm9_data_quick" if args.quick else "denovo_qm9_data"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps(out, indent=1))
+    write_json(RESULTS / f"{tag}.json", out)
     t = out["test"]
     rows = [("atom stability", "atom_stability"), ("molecule stability", "molecule_stability"),
             ("validity (EDM table + sanitize)", "validity"), ("valid x unique", "valid_unique")]
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * out['train']['molecule_stability']:.1f} | — |"]
     lines += ["", "Unstable atoms (element, valence by the table): " + ", ".join(
         f"{k}: {v}" for k, v in out["unstable_atoms"].items())]
-    (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / f"{tag}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, command, local_time, markdown_table, save_figure, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: curve columns shown in the markdown table (all columns are kept in the JSON)
 COLUMNS = (
     "step",
@@ -52,7 +50,7 @@ def snapshot(run: Path) -> dict:
     """The run's config and curve records, with the time the snapshot was taken."""
     return {
         "run": str(run),
-        "taken": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "taken": local_time(),
         "config": json.loads((run / "config.json").read_text()),
         "curve": json.loads((run / "curve.json").read_text()),
     }
@@ -114,8 +112,7 @@ def plot(snap: dict, path: Path) -> None:
         ax.set_xlabel("total training steps")
         ax.set_title(column)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def to_markdown(snap: dict, command: str) -> str:
@@ -134,16 +131,14 @@ def to_markdown(snap: dict, command: str) -> str:
         "`hours`: wall time of the run's sessions up to that validation (training and "
         "validation).",
         "",
-        "| " + " | ".join(present) + " |",
-        "|" + "---|" * len(present),
     ]
-    for r in snap["curve"]:
-        cells = []
-        for c in present:
-            v = r.get(c)
-            integer = c in ("step", "stage", "total_step")
-            cells.append("-" if v is None else f"{v:,}" if integer else f"{v:.4g}")
-        lines.append("| " + " | ".join(cells) + " |")
+
+    def cell(record: dict, column: str) -> str:
+        v = record.get(column)
+        integer = column in ("step", "stage", "total_step")
+        return "-" if v is None else f"{v:,}" if integer else f"{v:.4g}"
+
+    lines += markdown_table(present, ([cell(r, c) for c in present] for r in snap["curve"]))
     return "\n".join(lines) + "\n"
 
 
@@ -155,23 +150,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=None, help="results name (default: the folder name)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
-    command = " ".join(
-        ["python benchmarks/run_curve.py", *(sys.argv[1:] if argv is None else argv)]
-    )
+    line = command(__file__, argv)
     if len(args.run) > 1 and not args.name:
         parser.error("a staged run (several --run) needs --name")
     for run in args.run:
         if not (run / "curve.json").is_file() or not (run / "config.json").is_file():
             parser.error(f"{run}: not a run folder (no curve.json and config.json)")
     one = len(args.run) == 1
-    snap = (snapshot(args.run[0]) if one else staged(args.run)) | {"command": command}
+    snap = (snapshot(args.run[0]) if one else staged(args.run)) | {"command": line}
     stem = f"run_curve_{args.name or args.run[0].name}"
     args.out.mkdir(parents=True, exist_ok=True)
     if not one:
         plot(snap, args.out / f"{stem}.png")
-    (args.out / f"{stem}.json").write_text(json.dumps(snap, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(to_markdown(snap, command))
-    print(to_markdown(snap, command))
+    table = to_markdown(snap, line)
+    write_results(args.out, stem, snap, table)
+    print(table)
 
 
 if __name__ == "__main__":

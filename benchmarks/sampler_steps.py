@@ -42,13 +42,13 @@ Writes benchmarks/results/sampler_steps{,_quick}.json, .md and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, command, save_figure, write_results
 from conformers import reference_molecules, score  # benchmarks/conformers.py
 
 from quotient_diffusion.chem.geometry import check_geometry
@@ -58,7 +58,6 @@ from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.tasks import load_trained_model
 from quotient_diffusion.training import load_checkpoint
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: (solver, schedule, rho) combinations measured by default
 COMBOS = [("euler", "uniform", None), ("heun", "uniform", None), ("heun", "power", 1.5),
           ("dpm2m", "uniform", None), ("dpm2m", "power", 1.5), ("dpm2m", "power", 2.0),
@@ -245,7 +244,7 @@ def plot(results: dict, path: Path) -> None:
             ax.set_title(f"{label} (step {model['step']})", fontsize=9)
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,12 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"molecules": args.molecules, "conformers": args.conformers, "seed": args.seed,
             "reference_steps": args.reference_steps, "noise_seeds": args.noise_seeds,
             "threads": args.threads, "cpu_seconds_wall": time.perf_counter() - t0,
-            "command": "python " + " ".join(sys.argv)}
+            "command": command(__file__, argv)}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     table = markdown(results, meta)
-    (out / f"{name}.md").write_text(table)
+    write_results(out, name, {"meta": meta, "results": results}, table)
     plot(results, out / f"{name}.png")
     print(table)
     return 0

@@ -22,13 +22,13 @@ MNIST is read from --data-dir, else $QD_DATA, else ../shared/data.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _results import RESULTS, ROOT, markdown_table, save_figure, write_json, write_text
 
 from quotient_diffusion.sets import (
     CREATORS,
@@ -42,9 +42,7 @@ from quotient_diffusion.sets import (
     train_set_vae,
 )
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
-FIGURE = ROOT.parent / "docs" / "benchmarks" / "sets_reconstructions.png"
+FIGURE = ROOT / "docs" / "benchmarks" / "sets_reconstructions.png"
 FULL = {
     "mnist_train": 5000,
     "mnist_test": 1000,
@@ -159,11 +157,9 @@ def relative_gain(summary: dict, key: str) -> float:
 
 
 def table(summary: dict, keys: list[str], digits: int = 4) -> str:
-    lines = ["| creator | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for creator, metrics in summary.items():
-        cells = [f"{metrics[k]['mean']:.{digits}f} ± {metrics[k]['std']:.{digits}f}" for k in keys]
-        lines.append(f"| {creator} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[creator, *(f"{metrics[k]['mean']:.{digits}f} ± {metrics[k]['std']:.{digits}f}"
+                        for k in keys)] for creator, metrics in summary.items()]
+    return "\n".join(markdown_table(["creator", *keys], rows))
 
 
 def plot(test, runs: list[dict], path: Path) -> None:
@@ -187,9 +183,7 @@ def plot(test, runs: list[dict], path: Path) -> None:
             ax.set_aspect("equal")
         axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "torch": torch.__version__,
     }
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    write_json(out / f"{name}.json", result)
     md = [
         f"Command: `{result['command']}` ({result['wall_seconds'] / 60:.1f} min, "
         f"seeds {args.seeds}; mean ± std over seeds)",
@@ -287,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "Top-n vs i.i.d., relative gain (iid - topn) / iid: "
         + ", ".join(f"{k} {v:+.1%}" for k, v in result["topn_vs_iid"].items()),
     ]
-    (out / f"{name}.md").write_text("\n".join(md) + "\n")
+    write_text(out / f"{name}.md", "\n".join(md) + "\n")
     print("\n".join(md))
     if not args.quick:
         plot(test, mnist_runs, FIGURE)

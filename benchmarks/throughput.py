@@ -47,29 +47,28 @@ distribution (mean 18 atoms, 3 to 29).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, command, local_time, machine, write_results
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from quotient_diffusion.data.batch import Graph, GraphBatch, collate
+from quotient_diffusion.chem.elements import ATOMIC_NUMBERS
+from quotient_diffusion.data.batch import GraphBatch, collate
 from quotient_diffusion.diffusion import DiffusionModel, SamplerConfig
 from quotient_diffusion.diffusion.treatments import get_treatment
 from quotient_diffusion.groups import center
 from quotient_diffusion.nn import get_network
 from quotient_diffusion.nn.common import node_inputs
+from quotient_diffusion.tasks.denovo import MoleculeSet
+from quotient_diffusion.tasks.denovo import qm9_molecules as task_molecules
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 SIZES = [(64, 4), (128, 6), (256, 9)]
 NETWORKS = ["egnn", "e3nn", "transformer", "edm-padded"]
 QUICK_NETWORKS = ["egnn", "edm-padded"]
@@ -197,10 +196,10 @@ def qm9_molecules(count: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndar
 
         data = load_qm9(progress=False)
         chosen = rng.choice(data.subset("train"), count, replace=False)
-        return [(data.atomic_numbers_of(i), data.positions_of(i)) for i in chosen], "QM9"
+        return task_molecules(data, chosen), "QM9"
     except (ImportError, FileNotFoundError):
         sizes = np.clip(np.rint(rng.normal(18.0, 3.0, count)), 3, 29).astype(int)
-        elements = np.array([1, 6, 7, 8, 9])
+        elements = np.array(ATOMIC_NUMBERS)
         mols = []
         for n in sizes:
             z = rng.choice(elements, n, p=[0.51, 0.35, 0.06, 0.07, 0.01])
@@ -209,20 +208,10 @@ def qm9_molecules(count: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndar
 
 
 def make_graph(molecules: list[tuple[np.ndarray, np.ndarray]]) -> GraphBatch:
-    """EDM's de novo setting: no conditioning; diffused features [one-hot, charge / 9]."""
-    graphs = []
-    for z, xyz in molecules:
-        z = torch.as_tensor(np.asarray(z, dtype=np.int64))
-        onehot = (z[:, None] == torch.tensor([1, 6, 7, 8, 9])).float()
-        feats = torch.cat([onehot, z[:, None].float() / 9.0], 1)
-        graphs.append(
-            Graph(
-                pos=torch.as_tensor(np.asarray(xyz), dtype=torch.float32),
-                node_attr=torch.zeros(len(z), 0),
-                extras={"features": feats},
-            )
-        )
-    return collate(graphs)
+    """EDM's de novo setting, built by the de novo task's data set: no conditioning; diffused
+    features [one-hot H, C, N, O, F, Z / 10] (task options feature_scale 1, charges)."""
+    data = MoleculeSet(lambda i: molecules[i], len(molecules), feature_scale=1.0, charges=True)
+    return collate(list(data))
 
 
 # ----------------------------------------------------------------------------- timing
@@ -586,14 +575,12 @@ def counts_markdown(rows: list[dict], meta: dict) -> str:
 def machine_meta(args: argparse.Namespace, argv: list[str] | None) -> dict:
     """Command, CPU, threads, torch version, load and date of this run."""
     meta = {
-        "command": " ".join(
-            ["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "cpu": platform.processor() or platform.machine(),
+        "command": command(__file__, argv),
+        "cpu": machine(),
         "threads": args.threads,
         "torch": torch.__version__,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "date": local_time(),
         "repeats": args.repeats,
         "sample_sde_steps_per_timing": args.sample_steps,
     }
@@ -657,9 +644,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.counts_only:
         rows = [r for h, n in sizes for r in count_size(h, n, args, train, sample)]
         stem = ".".join(["throughput", "counts"] + (["quick"] if args.quick else []) + args.tag)
-        (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        (args.out / f"{stem}.md").write_text(counts_markdown(rows, meta))
-        print(counts_markdown(rows, meta))
+        table = counts_markdown(rows, meta)
+        write_results(args.out, stem, {"meta": meta, "rows": rows}, table, indent=2)
+        print(table)
         return
     gflops_start = matmul_gflops()
     rows = [r for h, n in sizes for r in time_size(h, n, args, train, sample)]
@@ -684,9 +671,8 @@ def main(argv: list[str] | None = None) -> None:
         row["sample_floor_fraction"] = row["sample_floor_ms"] / row["sample_ms"]
     meta["wall_seconds"] = time.perf_counter() - started
     stem = ".".join(["throughput"] + (["quick"] if args.quick else []) + args.tag)
-    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     table = to_markdown(rows, meta)
-    (args.out / f"{stem}.md").write_text(table)
+    write_results(args.out, stem, {"meta": meta, "rows": rows}, table, indent=2)
     print(table)
     print(f"wall time {meta['wall_seconds']:.0f} s")
 

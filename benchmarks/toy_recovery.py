@@ -28,13 +28,13 @@ the centred points).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, save_figure, write_results
 from scipy.stats import wasserstein_distance
 
 from quotient_diffusion.data import GraphBatch
@@ -50,7 +50,6 @@ from quotient_diffusion.diffusion import (
 from quotient_diffusion.diffusion.template_posterior import AxialTemplateMixture, TemplateMixture
 from quotient_diffusion.groups import GroupAction, get_group, inertia_tensor
 
-RESULTS = Path(__file__).parent / "results"
 DT = torch.float64
 
 # name -> (treatment, sampler method, which exact minimiser the network would learn)
@@ -281,7 +280,7 @@ def plot(exact: dict, path: Path) -> None:
     axes[0].set_yticklabels(names, fontsize=8)
     axes[0].invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:
@@ -338,8 +337,7 @@ def main() -> None:
             part: rows,
             "seconds": time.perf_counter() - t0,
         }
-        (RESULTS / f"{tag}_{part}.json").write_text(json.dumps(payload, indent=1))
-        (RESULTS / f"{tag}_{part}.md").write_text(table)
+        write_results(RESULTS, f"{tag}_{part}", payload, table)
         print(table)
 
 

@@ -44,7 +44,6 @@ or output path (one line); 130 interrupted, with resumable checkpoints.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -56,9 +55,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import torch
+from _results import write_json
 
 from quotient_diffusion.errors import InputError
-from quotient_diffusion.output import atomic_write_text, check_output
+from quotient_diffusion.output import check_output
 from quotient_diffusion.tasks import get_task, load_trained_model
 from quotient_diffusion.training import (
     TrainConfig,
@@ -379,7 +379,7 @@ def run(plan: Plan) -> int:
 
     def write() -> None:
         summary["wall_s"] = round(time.perf_counter() - started, 2)
-        atomic_write_text(plan.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        write_json(plan.out / SUMMARY, summary, indent=2)
 
     code = 0
     for name in plan.models:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 from .chem.featurize import featurize, supported_elements
 from .chem.geometry import check_geometry, is_linear, linear_geometry, reference_bond_lengths
 from .chem.inputs import InputRecord
-from .chem.sdf import mol_with_positions
+from .chem.molecules import make_conformer, mol_with_positions
 from .chem.stereo import (
     compare_stereo,
     mirror,
@@ -52,6 +51,7 @@ from .chem.stereo import (
 )
 from .data import collate
 from .diffusion import DiffusionModel, SamplerConfig, resolve_sampler
+from .tasks import bundled_checkpoint
 from .tasks.conformers import molecule_graph
 
 __all__ = [
@@ -86,10 +86,10 @@ STEREO_ROUNDS = 3
 #: power grid t_k = 1 - (1 - k/10)^2, 10 network evaluations (5x fewer than the 50 Euler steps
 #: it replaces). benchmarks/sampler_steps.py (50 GEOM-QM9 test molecules x 3 raw samples, same
 #: prior draws) chose it as the fewest evaluations whose AMR-R and bond MAE are both within
-#: seed noise of 50 Euler steps, for the bundled model and for a newer one alike. Bundled: AMR-R
-#: 0.511 vs 0.491 A (seed std 0.029; paired +0.021 +- 0.009), bond MAE 0.0205 vs 0.0203 A,
-#: geometry_ok 98.7 vs 99.3%. Newer (60k-step run at step 18k): AMR-R 0.365 vs 0.362 A, bond
-#: MAE 0.0117 vs 0.0120 A, geometry_ok 100%. Euler with 10 steps: bonds 0.030 / 0.019 A
+#: seed noise of 50 Euler steps, for the bundled model (rerun on the chirality-push model,
+#: docs/benchmarks/sampler_steps.md): AMR-R 0.260 vs 0.243 A (seed std 0.020; paired
+#: +0.018 +- 0.003), bond MAE 0.0083 vs 0.0082 A, geometry_ok 100%. Euler with 10 steps: bonds
+#: 0.0145 A.
 DEFAULT_SAMPLER = SamplerConfig(steps=10, solver="dpm2m", schedule="power")
 #: Euler-Maruyama steps of the SDE sampler (``method='sde'``) unless told otherwise
 SDE_STEPS = 50
@@ -98,7 +98,7 @@ SDE_STEPS = 50
 # ---------------------------------------------------------------------------- the model
 def default_checkpoint() -> Path:
     """The conformer model that ships inside the package."""
-    return Path(str(resources.files("quotient_diffusion") / "checkpoints" / "conformers_qm9.pt"))
+    return bundled_checkpoint("conformers_qm9.pt")
 
 
 @lru_cache(maxsize=4)
@@ -229,16 +229,12 @@ class _Target:
 
     def add(self, pos: np.ndarray, source: str, sampling_round: int, repair: str) -> None:
         """Finish a conformer (MMFF, geometry check) and add it to the molecule."""
-        from rdkit import Chem
-        from rdkit.Geometry import Point3D
-
-        conf = Chem.Conformer(self.mol.GetNumAtoms())
+        energy = None
         if self.mmff:
             pos, energy = relax_mmff(self.mol, pos)
+        conf = make_conformer(pos)
+        if self.mmff:
             conf.SetProp("mmff_energy_kcal_mol", "n/a" if energy is None else f"{energy:.4f}")
-        for k, p in enumerate(np.asarray(pos, dtype=float)):
-            conf.SetAtomPosition(k, Point3D(*p))
-        conf.Set3D(True)
         geometry = check_geometry(self.mol, pos, self.reference)
         conf.SetIntProp("geometry_ok", int(geometry.ok))
         conf.SetDoubleProp("max_bond_error_A", round(geometry.max_bond_error, 3))

@@ -28,7 +28,7 @@ from typing import IO
 from .errors import InputError
 
 __all__ = ["OutputError", "check_output", "open_output", "atomic_write_bytes",
-           "atomic_write_text", "STDOUT"]
+           "atomic_write_text", "atomic_write_figure", "STDOUT"]
 
 STDOUT = "-"
 """The output name that means standard output."""
@@ -176,3 +176,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through :func:`open_output`."""
     with open_output(path, "w") as fh:
         fh.write(text)
+
+
+def atomic_write_figure(path: str | Path, fig, dpi: int = 100) -> None:
+    """Save the matplotlib figure ``fig`` to ``path`` through :func:`open_output`, in the format
+    its suffix names (PNG without one); the figure stays open."""
+    kind = Path(str(path)).suffix.lstrip(".").lower() or "png"
+    with open_output(path, "wb") as fh:
+        fig.savefig(fh, format=kind, dpi=dpi)

@@ -4,12 +4,16 @@
   padding and masks must make it the same function of each molecule whatever the batch (else the
   comparison would time a different network), and it must be E(3)-equivariant as EDM's is.
 * ``run_curve``: the snapshot of a run's curve keeps every record and column.
+* ``denovo_bundled --quick`` runs end to end on a model trained here (g2 molecules, seconds),
+  records its checkpoint, skips finished records on a rerun, and refuses a missing bundled model
+  with exit status 2.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +25,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` (the folder is not a package)."""
+    """Import ``benchmarks/<name>.py`` (the folder is not a package), with the folder on
+    ``sys.path`` as when the script runs (it imports ``benchmarks/_results.py``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -116,3 +123,50 @@ def test_run_curve_of_a_staged_model_counts_steps_from_the_source_checkpoint(tmp
     assert [(r["stage"], r["total_step"]) for r in snap["curve"]] == [(1, 10), (1, 30), (2, 30)]
     assert (out / "run_curve_staged.png").stat().st_size > 0
     assert "| 2 | 30 | 10 |" in (out / "run_curve_staged.md").read_text()
+
+
+def test_denovo_bundled_quick_runs_resumes_and_needs_a_model(tmp_path, monkeypatch, capsys):
+    from rdkit import Chem
+
+    from quotient_diffusion.tasks import get_task
+    from quotient_diffusion.training import TrainConfig, train
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its sibling scripts
+    bench = load_script("denovo_bundled")
+    cfg = TrainConfig.from_dict({
+        "task": {"name": "denovo_qm9", "options": {"source": "g2"}},
+        "model": {"network": "egnn", "hidden": 8, "layers": 1, "treatment": "quotient"},
+        "optim": {"batch_size": 8, "steps": 6, "lr": 2e-3, "ema_decay": 0.9},
+        "run": {"out_dir": str(tmp_path / "run"), "checkpoint_every": 1000,
+                "validate_every": 1000, "log_every": 10, "seed": 0},
+    })
+    final = train(get_task(cfg), cfg, progress=False)
+    out = tmp_path / "results"
+    argv = ["--quick", "--checkpoint", str(final), "--out", str(out), "--name", "t", "--sdf", "3"]
+    assert bench.main(argv) == 0
+    payload = json.loads((out / "t.json").read_text())
+    assert payload["checkpoint"]["step"] == 6 and payload["checkpoint"]["planned_steps"] == 6
+    assert payload["machine"]["torch_threads"] == 1 and "--quick" in payload["command"]
+    assert [r["sampler"] for r in payload["main"]] == ["euler-uniform-50"]
+    assert [r["sampler"] for r in payload["samplers"]] == ["euler-uniform-10", "sde-uniform-20"]
+    for record in payload["main"] + payload["samplers"]:
+        assert record["samples"] == 12
+        assert set(bench.METRICS) | {"ms_per_molecule"} <= set(record["metrics"])
+    table = (out / "t.md").read_text()
+    assert "| EDM (published) | — | 10,000 | 98.7 | 82.0 | 91.9 | 90.7 |" in table
+    assert "| GeoLDM (published) | — | 10,000 | 98.9 | 89.4 | 93.8 | 92.7 |" in table
+    assert "| sde-uniform-20 | sde | 20 |" in table
+    assert len(Chem.SDMolSupplier(str(out / "t.sdf"), sanitize=False, removeHs=False)) == 3
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished record was sampled again")
+
+    monkeypatch.setattr(bench, "score_samples", fail)
+    assert bench.main(argv) == 0
+    assert json.loads((out / "t.json").read_text())["samplers"] == payload["samplers"]
+
+    monkeypatch.setattr(bench, "default_checkpoint", lambda: tmp_path / "absent.pt")
+    capsys.readouterr()
+    assert bench.main(["--quick", "--out", str(out)]) == 2
+    assert "no bundled de novo model" in capsys.readouterr().err
+    assert bench.main(["--quick", "--checkpoint", str(final), "--out", str(out / "t.md")]) == 2

@@ -20,10 +20,10 @@ from quotient_diffusion.chem.featurize import (
     PAIR_FEATURES,
     expand_pairs,
     featurize,
-    full_edge_index,
 )
 from quotient_diffusion.chem.geometry import check_geometry, is_linear, linear_geometry
 from quotient_diffusion.chem.inputs import parse_csv, parse_sdf, parse_smi, read_inputs
+from quotient_diffusion.chem.molecules import make_conformer
 from quotient_diffusion.chem.stereo import compare_stereo, mirror, realised_stereo, requested_stereo
 from quotient_diffusion.cli import main as qdiff
 from quotient_diffusion.conformers import (
@@ -42,6 +42,7 @@ from quotient_diffusion.data.qm9 import (
     qm9_csv_paths,
 )
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
+from quotient_diffusion.nn import full_graph
 from quotient_diffusion.training import TrainConfig
 from quotient_diffusion.training.checkpoint import save_checkpoint
 from quotient_diffusion.training.loop import CHECKPOINT_VERSION
@@ -97,23 +98,12 @@ def test_featurize_ethanol_by_hand():
     assert f.pairs.shape == (9 * 8, 2)
     assert f.atoms[:, :6].argmax(1).tolist() == [1, 1, 3] + [0] * 6  # C C O H...
     pairs = {(int(i), int(j)): tuple(c) for (j, i), c in
-             zip(full_edge_index(torch.tensor([9])).T.tolist(), f.pairs)}
+             zip(full_graph(torch.zeros(9, dtype=torch.long)).T.tolist(), f.pairs)}
     assert pairs[(0, 1)] == (1, 0)  # C-C single bond, 1 bond apart
     assert pairs[(0, 2)] == (0, 1)  # C...O: no bond, 2 bonds apart
     assert pairs[(2, 0)] == pairs[(0, 2)]
     one_hot = expand_pairs(torch.from_numpy(f.pairs))
     assert one_hot.shape == (72, PAIR_FEATURES) and torch.all(one_hot.sum(1) == 2)
-
-
-def test_full_edge_index_matches_a_loop():
-    sizes = [1, 3, 2, 4]
-    edges = full_edge_index(torch.tensor(sizes))
-    expected, offset = [], 0
-    for n in sizes:
-        expected += [[offset + j, offset + i] for i in range(n) for j in range(n) if i != j]
-        offset += n
-    assert edges.T.tolist() == expected
-    assert torch.all(edges[1][1:] >= edges[1][:-1])  # target-sorted
 
 
 def embedded(smiles: str, seed: int = 1):
@@ -506,9 +496,6 @@ HELD_OUT = {24343: "C1=Nc2cocc2CO1", 39302: "C1C[C@H]2[C@@H]3O[C@H]2CO[C@H]13",
 
 def qm9_dft_molecules(ids) -> dict:
     """QM9 id -> molecule with its DFT geometry (the installed QM9 CSVs, scanned once)."""
-    from rdkit import Chem
-    from rdkit.Geometry import Point3D
-
     csv.field_size_limit(1 << 30)
     found = {}
     for path in qm9_csv_paths():
@@ -518,10 +505,7 @@ def qm9_dft_molecules(ids) -> dict:
                     continue
                 index, smiles, symbols, xyz = parse_qm9_row(row)
                 mol, pos = match_smiles_to_geometry(smiles, symbols, xyz)
-                conf = Chem.Conformer(mol.GetNumAtoms())
-                for k, p in enumerate(pos):
-                    conf.SetAtomPosition(k, Point3D(*map(float, p)))
-                mol.AddConformer(conf, assignId=True)
+                mol.AddConformer(make_conformer(pos), assignId=True)
                 found[index] = mol
                 if len(found) == len(ids):
                     return found

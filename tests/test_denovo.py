@@ -1,4 +1,5 @@
-"""De novo task: features, every treatment trains and samples, end to end through `qdiff sample`.
+"""De novo task: features, every treatment trains and samples, end to end through `qdiff sample`
+(with ``--checkpoint``, and without: the bundled model, or exit 2 where it is absent).
 
 Uses the H/C/N/O/F molecules of ASE's g2 collection (``source='g2'``): no QM9 download."""
 
@@ -63,7 +64,7 @@ def test_every_treatment_trains_and_samples(tmp_path, treatment):
             assert np.abs(pos.mean(0)).max() < 1e-5
 
 
-def test_train_then_sample_end_to_end(tmp_path, capsys):
+def test_train_then_sample_end_to_end(tmp_path, capsys, monkeypatch):
     from ase.io import read
     from rdkit import Chem
 
@@ -92,3 +93,28 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert main(base + ["-o", str(tmp_path / "bad.pdb")]) == 2
     assert main(["sample", "molecules", "--checkpoint", str(tmp_path / "none.pt"), "-n", "2",
                  "-o", str(sdf)]) == 2
+
+    # without --checkpoint: the bundled model, looked up where the package keeps its models
+    import quotient_diffusion.tasks.loading as loading
+
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    monkeypatch.setattr(loading, "bundled_checkpoint", lambda name: bundled / name)
+    capsys.readouterr()
+    default = ["sample", "molecules", "-n", "5", "--steps", "8", "--seed", "3"]
+    assert main(default + ["-o", str(tmp_path / "none.sdf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no bundled de novo model" in err and "pass --checkpoint" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "none.sdf").exists()
+    (bundled / "denovo_qm9.pt").write_bytes(final.read_bytes())
+    assert main(default + ["-o", str(tmp_path / "bundled.xyz")]) == 0
+    assert main(default + ["--checkpoint", str(final), "-o", str(tmp_path / "named.xyz")]) == 0
+    assert (tmp_path / "bundled.xyz").read_text() == (tmp_path / "named.xyz").read_text()
+
+
+def test_help_shows_the_default_sampler():
+    from quotient_diffusion.commands import sample_molecules as command
+    from quotient_diffusion.tasks.denovo import DEFAULT_SAMPLER as d
+
+    assert d.method == "ode" and d.rho is None
+    assert command.ODE_DEFAULT == f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"

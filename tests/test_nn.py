@@ -70,6 +70,18 @@ def test_full_graph_is_every_ordered_pair_within_molecules():
     assert bool((edges[1][1:] >= edges[1][:-1]).all())  # targets sorted
 
 
+def test_full_graph_order_matches_a_loop():
+    """Molecule by molecule, row-major in (target i, source j): the order of the conformer
+    task's pair features (chem.featurize), an empty molecule included."""
+    sizes = [1, 3, 0, 2, 4]
+    edges = full_graph(torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)))
+    expected, offset = [], 0
+    for n in sizes:
+        expected += [[offset + j, offset + i] for i in range(n) for j in range(n) if i != j]
+        offset += n
+    assert edges.T.tolist() == expected
+
+
 def test_knn_and_radius_graphs_match_brute_force():
     pos, _, batch, *_ = make_inputs([6, 1, 11, 4], seed=3)
     k, cutoff = 3, 2.5

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from quotient_diffusion.chem.featurize import ATOM_FEATURES, PAIR_FEATURES, featurize
+from quotient_diffusion.chem.molecules import make_conformer
 from quotient_diffusion.chem.stereo import mirror, stereo_features
 from quotient_diffusion.cli import main as qdiff
 from quotient_diffusion.conformers import load_conformer_model
@@ -134,13 +135,7 @@ def qm9_molecules_with_centres(count: int):
             mol, pos = match_smiles_to_geometry(smiles, symbols, xyz)
             if mol is None:
                 continue
-            from rdkit import Chem
-            from rdkit.Geometry import Point3D
-
-            conf = Chem.Conformer(mol.GetNumAtoms())
-            for k, p in enumerate(pos):
-                conf.SetAtomPosition(k, Point3D(*map(float, p)))
-            mol.AddConformer(conf, assignId=True)
+            mol.AddConformer(make_conformer(pos), assignId=True)
             if len(stereo_features(mol, from_3d=True).centres):
                 yield smiles, mol, pos
                 count -= 1

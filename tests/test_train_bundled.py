@@ -31,7 +31,10 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    """``benchmarks/train_bundled.py`` imported as a module (the folder is not a package)."""
+    """``benchmarks/train_bundled.py`` imported as a module (the folder is not a package), with
+    the folder on ``sys.path`` as when the script runs (it imports ``benchmarks/_results.py``)."""
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.append(str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("train_bundled", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there

@@ -17,7 +17,8 @@ single, double, triple, aromatic) and topological distance (1, 2, 3, 4, 5+), the
 that fixes bond lengths, angles and 1-4 torsion partners. A pair is stored as two int8 codes so
 that a data set of 10^5 molecules fits in memory; :func:`expand_pairs` one-hot encodes them.
 
-The fully connected edge list of a flat batch comes from :func:`full_edge_index`, vectorised.
+Pairs come in the order of :func:`quotient_diffusion.nn.graph.full_graph` (the fully connected
+edge list of a flat batch, vectorised) for a single molecule: row-major in (target i, source j).
 """
 
 from __future__ import annotations
@@ -27,34 +28,36 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..nn.graph import full_graph
+from .elements import ELEMENTS
+
 __all__ = [
     "MolFeatures",
     "featurize",
     "ATOM_FEATURES",
     "PAIR_FEATURES",
     "expand_pairs",
-    "full_edge_index",
     "supported_elements",
 ]
 
-_ELEMENTS = ("H", "C", "N", "O", "F")
 _CHARGES = (-1, 0, 1)
 _BOND_CODES = {"SINGLE": 1, "DOUBLE": 2, "TRIPLE": 3, "AROMATIC": 4}
 NUM_BOND_CODES = 5
 NUM_DISTANCE_CODES = 5
-ATOM_FEATURES = 6 + 3 + 1 + 4 + 5 + 4 + 1
+ATOM_FEATURES = (len(ELEMENTS) + 1) + 3 + 1 + 4 + 5 + 4 + 1
 PAIR_FEATURES = NUM_BOND_CODES + NUM_DISTANCE_CODES
 
 
 def supported_elements() -> tuple[str, ...]:
     """Elements with their own one-hot column (others share the 'other' column)."""
-    return _ELEMENTS
+    return ELEMENTS
 
 
 @dataclass
 class MolFeatures:
     """Compact features of one molecule: atoms (n, ATOM_FEATURES) uint8 and, for every ordered
-    pair in :func:`full_edge_index` order, a bond code and a distance code (n(n-1), 2) int8."""
+    pair in :func:`~quotient_diffusion.nn.graph.full_graph` order, a bond code and a distance
+    code (n(n-1), 2) int8."""
 
     atoms: np.ndarray
     pairs: np.ndarray
@@ -76,7 +79,7 @@ def featurize(mol) -> MolFeatures:
 
     atoms = list(mol.GetAtoms())
     sym = [a.GetSymbol() for a in atoms]
-    elem = np.array([_ELEMENTS.index(s) if s in _ELEMENTS else 5 for s in sym])
+    elem = np.array([ELEMENTS.index(s) if s in ELEMENTS else len(ELEMENTS) for s in sym])
     charge = np.array([_CHARGES.index(c) if c in _CHARGES else 1 for c in
                        (a.GetFormalCharge() for a in atoms)])
     hyb_names = {Chem.HybridizationType.SP: 0, Chem.HybridizationType.SP2: 1,
@@ -85,7 +88,7 @@ def featurize(mol) -> MolFeatures:
     heavy_degree = np.array([sum(nb.GetAtomicNum() > 1 for nb in a.GetNeighbors()) for a in atoms])
     hydrogens = np.array([a.GetTotalNumHs(includeNeighbors=True) for a in atoms])
     feats = np.concatenate([
-        _one_hot(elem, 6),
+        _one_hot(elem, len(ELEMENTS) + 1),
         _one_hot(charge, 3),
         np.array([[a.GetIsAromatic()] for a in atoms], dtype=np.uint8),
         _one_hot(hyb, 4),
@@ -109,11 +112,10 @@ def featurize(mol) -> MolFeatures:
 
 
 def _pair_order(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ordered pairs (i, j), i != j, row-major: the order of :func:`full_edge_index`."""
-    src = np.repeat(np.arange(n), n)
-    dst = np.tile(np.arange(n), n)
-    keep = src != dst
-    return src[keep], dst[keep]
+    """Ordered pairs (i, j), i != j, of one molecule of ``n`` atoms: the (target, source) rows
+    of :func:`~quotient_diffusion.nn.graph.full_graph`."""
+    source, target = full_graph(torch.zeros(n, dtype=torch.long)).numpy()
+    return target, source
 
 
 def expand_pairs(pairs: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -123,24 +125,3 @@ def expand_pairs(pairs: torch.Tensor, dtype: torch.dtype = torch.float32) -> tor
         torch.nn.functional.one_hot(codes[:, 0], NUM_BOND_CODES),
         torch.nn.functional.one_hot(codes[:, 1], NUM_DISTANCE_CODES),
     ], dim=1).to(dtype)
-
-
-def full_edge_index(sizes: torch.Tensor) -> torch.Tensor:
-    """All ordered pairs, i != j, within each molecule of a flat batch: (2, E) as
-    (source, target) rows.
-
-    ``sizes`` (B,) atom counts. Pairs come molecule by molecule, row-major in (target i,
-    source j) within a molecule (the order of :class:`MolFeatures` pairs, which are symmetric),
-    so the target row is sorted (the fast path of the segment sums). No loop over molecules.
-    """
-    sizes = sizes.long()
-    offsets = torch.cumsum(sizes, 0) - sizes
-    sq = sizes * sizes
-    mol = torch.repeat_interleave(torch.arange(len(sizes)), sq)
-    start = torch.cumsum(sq, 0) - sq
-    local = torch.arange(int(sq.sum())) - start[mol]
-    n = sizes[mol]
-    i, j = local // n, local % n
-    keep = i != j
-    base = offsets[mol]
-    return torch.stack([(j + base)[keep], (i + base)[keep]])

@@ -5,26 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
 from ..output import open_output
+from .molecules import mol_with_positions
 
-__all__ = ["write_conformers_sdf", "mol_with_positions"]
-
-
-def mol_with_positions(mol, pos: np.ndarray):
-    """Copy of an RDKit molecule carrying exactly one conformer with ``pos`` (Angstrom)."""
-    from rdkit import Chem
-    from rdkit.Geometry import Point3D
-
-    out = Chem.Mol(mol)
-    out.RemoveAllConformers()
-    conf = Chem.Conformer(out.GetNumAtoms())
-    for k, p in enumerate(np.asarray(pos, dtype=float)):
-        conf.SetAtomPosition(k, Point3D(*p))
-    conf.Set3D(True)
-    out.AddConformer(conf, assignId=True)
-    return out
+__all__ = ["write_conformers_sdf"]
 
 
 def write_conformers_sdf(path: str | Path, records: Iterable[tuple]) -> int:

@@ -77,7 +77,7 @@ def realised_stereo(mol, pos: np.ndarray) -> StereoLabels:
     """The labels of the conformer ``pos`` (N, 3), perceived from 3D on a copy of ``mol``."""
     from rdkit import Chem
 
-    from .sdf import mol_with_positions
+    from .molecules import mol_with_positions
 
     copy = mol_with_positions(mol, pos)
     Chem.AssignStereochemistryFrom3D(copy)

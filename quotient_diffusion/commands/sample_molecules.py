@@ -1,9 +1,11 @@
-"""``qdiff sample molecules --checkpoint model.pt -n 100 -o out.sdf``: de novo 3D molecules.
+"""``qdiff sample molecules -n 100 -o out.sdf``: de novo 3D molecules.
 
-The number of atoms of each molecule is drawn from the training set's histogram (or fixed with
-``--num-atoms``); atom types and coordinates are sampled jointly by a model trained with the
-``denovo_qm9`` task. The format follows the extension of ``-o`` (or ``--format``; ``-o -``
-writes SDF to stdout):
+By default the molecules come from the de novo QM9 model that ships with the package
+(quotient_diffusion/checkpoints/denovo_qm9.pt; benchmarks/denovo_bundled.py measures it);
+``--checkpoint`` takes any model trained with the ``denovo_qm9`` task instead. The number of
+atoms of each molecule is drawn from the training set's histogram (or fixed with
+``--num-atoms``); atom types and coordinates are sampled jointly. The format follows the
+extension of ``-o`` (or ``--format``; ``-o -`` writes SDF to stdout):
 
 * ``.sdf``: bonds perceived from the geometry with EDM's bond-length table (the metric's); a
   molecule whose bonds fail RDKit sanitisation is written with its atoms only. Each record
@@ -11,8 +13,9 @@ writes SDF to stdout):
 * ``.xyz`` / ``.extxyz``: extended XYZ (ASE), the same properties in each frame's comment line.
 
 A summary (stability, validity, uniqueness) goes to stdout (to stderr with ``-o -``). Exit code:
-0 done, 2 bad arguments, an unwritable output or a model that cannot be loaded, 130 interrupted
-(Ctrl-C: the molecules of the batches finished so far are written).
+0 done, 2 bad arguments, an unwritable output, a model that cannot be loaded or no bundled model
+(an installation without quotient_diffusion/checkpoints/denovo_qm9.pt needs ``--checkpoint``),
+130 interrupted (Ctrl-C: the molecules of the batches finished so far are written).
 """
 
 from __future__ import annotations
@@ -27,16 +30,21 @@ from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
 FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
 STDOUT = "-"
+#: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.denovo.DEFAULT_SAMPLER,
+#: written out so that building the parser imports no torch; tests check they agree)
+ODE_DEFAULT = "50 steps of the euler solver, uniform grid"
 
 
 def register(kinds) -> None:
     p = kinds.add_parser(
         "molecules",
-        help="sample de novo 3D molecules (atom types + coordinates) from a denovo_qm9 model",
+        help="sample de novo 3D molecules (atom types + coordinates); bundled QM9 model by "
+             "default",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint of a denovo_qm9 training run")
+    p.add_argument("--checkpoint",
+                   help="checkpoint of a denovo_qm9 training run (default: the bundled QM9 model)")
     p.add_argument("-n", "--num-molecules", type=positive_int, default=100)
     p.add_argument("-o", "--output", required=True,
                    help="output file: .sdf, .xyz or .extxyz; - for stdout")
@@ -45,7 +53,7 @@ def register(kinds) -> None:
     p.add_argument("--num-atoms", type=positive_int,
                    help="atoms per molecule (default: drawn from the training histogram)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="molecules sampled at once")
-    add_sampler_arguments(p, default_steps=50)
+    add_sampler_arguments(p, default_steps=50, ode_default=ODE_DEFAULT)
     p.set_defaults(func=run)
 
 
@@ -121,15 +129,29 @@ def run(args: argparse.Namespace) -> int:
 
     from ..metrics.molecules import uniqueness_novelty
     from ..tasks import load_trained_model
-    from ..tasks.denovo import DenovoTask, draw_atom_counts, sample_molecule_batches
+    from ..tasks.denovo import (
+        DEFAULT_SAMPLER,
+        DenovoTask,
+        default_checkpoint,
+        draw_atom_counts,
+        sample_molecule_batches,
+    )
 
+    sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before loading
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+        if not checkpoint.is_file():
+            print(f"qdiff sample molecules: no bundled de novo model ({checkpoint}); pass "
+                  "--checkpoint", file=sys.stderr)
+            return 2
     try:
-        model, config = load_trained_model(args.checkpoint)
+        model, config = load_trained_model(checkpoint)
     except (OSError, ValueError) as err:
         print(f"qdiff sample molecules: cannot load the model: {err}", file=sys.stderr)
         return 2
     if config.task.name != DenovoTask.name:
-        print(f"qdiff sample molecules: cannot load the model: {args.checkpoint} was trained "
+        print(f"qdiff sample molecules: cannot load the model: {checkpoint} was trained "
               f"for task {config.task.name!r}, not {DenovoTask.name!r}", file=sys.stderr)
         return 2
     if args.num_atoms is not None:
@@ -137,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts = draw_atom_counts(DenovoTask(config).atom_count_histogram(), args.num_molecules,
                                   args.seed)
-    sampler = sampler_from_arguments(args)
     t0 = time.perf_counter()
     molecules, interrupted = [], False
     try:

@@ -195,7 +195,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def _plot(sets: list[dict], pos_dim: int, path: str | Path) -> None:
     import matplotlib
 
-    from ..output import open_output
+    from ..output import atomic_write_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -213,6 +213,5 @@ def _plot(sets: list[dict], pos_dim: int, path: str | Path) -> None:
         if pos_dim == 3:
             ax.set_zticks([])
     fig.tight_layout()
-    with open_output(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
+    atomic_write_figure(path, fig, dpi=100)
     plt.close(fig)

@@ -33,14 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..output import open_output
-from ..training.checkpoint import CheckpointError, load_checkpoint
+from ..chem.elements import ELEMENTS
+from ..chem.molecules import make_conformer, molecule_from_xyz
+from ..tensor_files import CheckpointError, load_checkpoint, save_checkpoint
 from .paths import cache_dir
 
 __all__ = ["QM9", "load_qm9", "qm9_csv_paths", "ELEMENTS", "parse_qm9_row"]
 
-#: QM9's elements, in the order of every one-hot encoding in the package
-ELEMENTS = ("H", "C", "N", "O", "F")
 CACHE_VERSION = 2  # 2: tensors and plain data only (1: pickled numpy arrays)
 SPLIT_NAMES = ("train", "valid", "test")
 _NUMBER = re.compile(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?")
@@ -81,7 +80,6 @@ def match_smiles_to_geometry(smiles: str, symbols: list[str], xyz: np.ndarray):
     """
     from rdkit import Chem
     from rdkit.Chem import rdDetermineBonds
-    from rdkit.Geometry import Point3D
 
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
@@ -89,14 +87,7 @@ def match_smiles_to_geometry(smiles: str, symbols: list[str], xyz: np.ndarray):
     mol = Chem.AddHs(mol)
     if mol.GetNumAtoms() != len(symbols):
         return None, "atom count differs from the geometry"
-    geo = Chem.RWMol()
-    for s in symbols:
-        geo.AddAtom(Chem.Atom(s))
-    conf = Chem.Conformer(len(symbols))
-    for i, p in enumerate(xyz):
-        conf.SetAtomPosition(i, Point3D(*map(float, p)))
-    geo.AddConformer(conf)
-    geo = geo.GetMol()
+    geo = molecule_from_xyz(symbols, xyz).GetMol()
     rdDetermineBonds.DetermineConnectivity(geo)
     match = _skeleton(geo).GetSubstructMatch(_skeleton(mol))
     if not match:
@@ -160,13 +151,9 @@ class QM9:
     def molecule(self, i: int):
         """RDKit molecule (with hydrogens and the DFT conformer) of entry ``i``."""
         from rdkit import Chem
-        from rdkit.Geometry import Point3D
 
         mol = Chem.AddHs(Chem.MolFromSmiles(self.smiles[i]))
-        conf = Chem.Conformer(mol.GetNumAtoms())
-        for k, p in enumerate(self.positions_of(i)):
-            conf.SetAtomPosition(k, Point3D(*map(float, p)))
-        mol.AddConformer(conf, assignId=True)
+        mol.AddConformer(make_conformer(self.positions_of(i)), assignId=True)
         return mol
 
     def subset(self, split: str) -> np.ndarray:
@@ -238,6 +225,5 @@ def load_qm9(refresh: bool = False, progress: bool = True) -> QM9:
         except CheckpointError:
             pass  # a damaged cache: build it again
     data = _build(progress=progress)
-    with open_output(path, "wb") as fh:
-        torch.save(_to_plain(data), fh)
+    save_checkpoint(path, _to_plain(data))
     return data

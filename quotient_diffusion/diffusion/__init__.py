@@ -1,7 +1,7 @@
 """Interpolants, symmetry treatments, samplers and the diffusion model."""
 
 from .interpolants import Interpolant, LinearInterpolant, PolynomialVP, get_interpolant
-from .model import DiffusionModel
+from .model import AuxiliaryLoss, DiffusionModel
 from .samplers import SamplerConfig, prior_sample, resolve_sampler, sample, time_grid
 from .treatments import (
     TREATMENTS,
@@ -19,6 +19,7 @@ __all__ = [
     "PolynomialVP",
     "get_interpolant",
     "DiffusionModel",
+    "AuxiliaryLoss",
     "SamplerConfig",
     "resolve_sampler",
     "time_grid",

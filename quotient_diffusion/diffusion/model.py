@@ -31,9 +31,21 @@ Training: t ~ U(t_min, 1) per molecule; per-molecule loss of the treatment, weig
 preconditioning), 'velocity' ((a' b / a - b')^2: the loss of the velocity field), 'snr'
 (b^2 / a^2: EDM's epsilon loss) or 'constant'; 'velocity' and 'snr' are clipped at
 ``max_weight``.
+
+Task hooks, the same for every treatment. ``auxiliary_loss`` (:class:`AuxiliaryLoss`, built by
+the task) receives the denoiser output D, the clean x1 (both in model units, x1 as the
+treatment's target before any alignment), the times and the batch, and returns a per-molecule
+loss that the model weights by the coordinate loss's w(t) and adds to the loss (logged as
+``aux_loss``, with the hook's own logs). An auxiliary loss that is invariant under the group
+acting on D leaves the symmetry treatments intact (docs/theory.md, "Auxiliary losses").
+``noise_levels`` = K > 1 tiles each training batch K times (:meth:`GraphBatch.repeat`), so
+every molecule is seen at K independent times, noises and augmentation rotations in one step;
+only while training with drawn times (validation and fixed ``t`` see the batch once).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -45,9 +57,19 @@ from .interpolants import Interpolant, LinearInterpolant
 from .samplers import SamplerConfig, prior_sample, sample
 from .treatments import Quotient, Treatment
 
-__all__ = ["DiffusionModel", "WEIGHTINGS"]
+__all__ = ["DiffusionModel", "AuxiliaryLoss", "WEIGHTINGS"]
 
 WEIGHTINGS = ("unit", "velocity", "snr", "constant")
+
+
+class AuxiliaryLoss(Protocol):
+    """A task's extra loss on the denoiser output (see the module docstring)."""
+
+    def __call__(
+        self, denoised: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, graph: GraphBatch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """(per-molecule loss (B,), before the model's w(t); logs name -> number)."""
+        ...
 
 
 class DiffusionModel(nn.Module):
@@ -66,6 +88,8 @@ class DiffusionModel(nn.Module):
         preconditioning: bool = False,
         sigma_data: float = 1.0,
         sigma_data_features: float = 1.0,
+        auxiliary_loss: AuxiliaryLoss | None = None,
+        noise_levels: int = 1,
     ):
         super().__init__()
         if weighting not in WEIGHTINGS:
@@ -75,6 +99,8 @@ class DiffusionModel(nn.Module):
                              "it needs preconditioning")
         if sigma_data <= 0 or sigma_data_features <= 0:
             raise ValueError("sigma_data and sigma_data_features must be positive")
+        if noise_levels < 1:
+            raise ValueError(f"noise_levels must be at least 1, got {noise_levels}")
         self.network = network
         self.treatment = treatment if treatment is not None else Quotient()
         self.interpolant = interpolant if interpolant is not None else LinearInterpolant()
@@ -88,6 +114,8 @@ class DiffusionModel(nn.Module):
         self.preconditioning = preconditioning
         self.sigma_data = sigma_data
         self.sigma_data_features = sigma_data_features
+        self.auxiliary_loss = auxiliary_loss
+        self.noise_levels = noise_levels
 
     @property
     def group(self) -> GroupAction:
@@ -153,10 +181,13 @@ class DiffusionModel(nn.Module):
     ) -> tuple[torch.Tensor, dict]:
         """Mean over molecules of the treatment's loss (+ feature loss); returns (loss, logs).
 
-        ``t`` (B,) fixes the times (validation by noise level); by default t ~ U(t_min, 1).
+        ``t`` (B,) fixes the times (validation by noise level); by default t ~ U(t_min, 1),
+        and in training mode each molecule is tiled ``noise_levels`` times first.
         The logs hold the weighted losses and ``coord_mse``, the unweighted mean squared
         residual per coordinate in Angstrom^2, comparable across weightings.
         """
+        if t is None and self.training and self.noise_levels > 1:
+            graph = graph.repeat(self.noise_levels)
         batch, nb = graph.batch, graph.num_graphs
         dtype = graph.pos.dtype
         x1 = self.group.remove_translations(graph.pos, batch) / self.coord_scale
@@ -173,10 +204,17 @@ class DiffusionModel(nn.Module):
         ht = None if h1 is None else self.interpolant.noisy(h1, eps_h, tn)
         den, den_h = self.denoise(xt, ht, t, graph)
         mse = self.treatment.loss(den, x1, xt, batch)
-        coord = mse * self.loss_weight(t, self.sigma_data)
+        weight = self.loss_weight(t, self.sigma_data)
+        coord = mse * weight
         loss = coord.mean()
         logs = {"coord_loss": float(coord.mean().detach()),
                 "coord_mse": float(mse.mean().detach()) * self.coord_scale**2}
+        if self.auxiliary_loss is not None:
+            aux, aux_logs = self.auxiliary_loss(den, x1, t, graph)
+            aux = (aux * weight).mean()
+            loss = loss + aux
+            logs["aux_loss"] = float(aux.detach())
+            logs.update(aux_logs)
         if h1 is not None:
             sq = torch.zeros(nb, dtype=dtype, device=batch.device).index_add_(
                 0, batch, ((den_h - h1) ** 2).sum(-1))

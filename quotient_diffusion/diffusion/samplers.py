@@ -1,7 +1,9 @@
 r"""ODE and SDE samplers from t = 0 (prior) to t = 1 (data) on flat batches.
 
-Given a denoiser ``denoise(x, h, t) -> (D, D_h)`` (t per molecule), the interpolant gives the
-velocity v and score s, and the treatment turns them into a drift:
+Given a denoiser ``denoise(x, h, t) -> (D, D_h)`` (t per molecule), the treatment first
+prepares D at the current x (``Treatment.prediction``: D itself, or for AF3 D aligned to x by
+Kabsch), the interpolant gives the velocity v and score s, and the treatment turns them into a
+drift:
 
 * ODE: dx/dt = drift(v), integrated with one of three solvers (``solver``):
 
@@ -246,6 +248,7 @@ def sample(
     def fields(x, h, t: float):
         tm = torch.full((nb,), t, dtype=x.dtype)
         den, den_h = denoise(x, h, tm)
+        den = treatment.prediction(den, x, batch)  # AF3: D aligned to x (treatments.py)
         tn = tm[batch].unsqueeze(-1)
         v = interpolant.velocity(x, den, tn)
         vh = None if h is None else interpolant.velocity(h, den_h, tn)

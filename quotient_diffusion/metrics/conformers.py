@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..chem.sdf import mol_with_positions
+from ..chem.molecules import mol_with_positions
 
 __all__ = ["heavy_atom_rmsd_matrix", "EnsembleScores", "ensemble_scores"]
 

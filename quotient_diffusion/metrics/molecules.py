@@ -45,6 +45,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ..chem.elements import ATOMIC_NUMBERS, ELEMENTS, NUMBER_OF, SYMBOL_OF
+from ..chem.molecules import molecule_from_xyz
+
 __all__ = [
     "ELEMENTS",
     "ATOMIC_NUMBERS",
@@ -64,8 +67,9 @@ __all__ = [
     "evaluate",
 ]
 
-ELEMENTS = ("H", "C", "N", "O", "F")
-ATOMIC_NUMBERS = (1, 6, 7, 8, 9)
+#: the former name of :func:`~quotient_diffusion.chem.molecules.molecule_from_xyz`
+xyz_molecule = molecule_from_xyz
+
 ALLOWED_VALENCE = {1: 1, 6: 4, 7: 3, 8: 2, 9: 1}
 #: margins (pm) added to the single, double and triple bond lengths
 MARGINS_PM = (10.0, 5.0, 3.0)
@@ -90,11 +94,11 @@ BOND_LENGTHS_PM: dict[int, dict[tuple[str, str], float]] = {
 def _threshold_table() -> np.ndarray:
     """(3, 100, 100) thresholds l_k + m_k in Angstrom indexed by atomic numbers (-inf: none)."""
     table = np.full((3, 100, 100), -np.inf)
-    z_of = dict(zip(ELEMENTS, ATOMIC_NUMBERS))
     for order, lengths in BOND_LENGTHS_PM.items():
         for (a, b), length in lengths.items():
             value = (length + MARGINS_PM[order - 1]) / 100.0
-            table[order - 1, z_of[a], z_of[b]] = table[order - 1, z_of[b], z_of[a]] = value
+            table[order - 1, NUMBER_OF[a], NUMBER_OF[b]] = value
+            table[order - 1, NUMBER_OF[b], NUMBER_OF[a]] = value
     return table
 
 
@@ -152,22 +156,6 @@ def stability(z: np.ndarray, pos: np.ndarray, batch: np.ndarray) -> dict:
             "molecule_stable": unstable == 0}
 
 
-def xyz_molecule(z: np.ndarray, pos: np.ndarray):
-    """An RDKit molecule with atoms and one 3D conformer, no bonds."""
-    from rdkit import Chem
-    from rdkit.Geometry import Point3D
-
-    mol = Chem.RWMol()
-    for a in z:
-        mol.AddAtom(Chem.Atom(int(a)))
-    conf = Chem.Conformer(len(z))
-    for k, p in enumerate(np.asarray(pos, dtype=float)):
-        conf.SetAtomPosition(k, Point3D(*p))
-    conf.Set3D(True)
-    mol.AddConformer(conf, assignId=True)
-    return mol
-
-
 def build_molecule(
     z: np.ndarray, pos: np.ndarray, method: str = "table", max_iterations: int = 10_000
 ):
@@ -180,7 +168,7 @@ def build_molecule(
         raise ValueError(f"unknown validity method {method!r}")
     z = np.asarray(z, dtype=np.int64)
     pos = np.asarray(pos, dtype=np.float64)
-    mol = xyz_molecule(z, pos)
+    mol = molecule_from_xyz(z, pos)
     try:
         if method == "table":
             bond_type = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE,
@@ -266,12 +254,11 @@ def distribution_distances(
     d, lo, hi = _bond_lengths(z, pos, batch)
     dr, lor, hir = _bond_lengths(zr, posr, batchr)
     out["bond_length_w1"] = float(wasserstein_distance(d, dr)) if len(d) and len(dr) else None
-    symbol = dict(zip(ATOMIC_NUMBERS, ELEMENTS))
     per_pair = {}
     for a, b in [(6, 6), (1, 6), (6, 7), (6, 8), (1, 7), (1, 8)]:
         mine, theirs = d[(lo == a) & (hi == b)], dr[(lor == a) & (hir == b)]
         if len(mine) and len(theirs):
-            per_pair[f"{symbol[a]}-{symbol[b]}"] = float(wasserstein_distance(mine, theirs))
+            per_pair[f"{SYMBOL_OF[a]}-{SYMBOL_OF[b]}"] = float(wasserstein_distance(mine, theirs))
     out["bond_length_w1_by_pair"] = per_pair
     return out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ __all__ = ["default_checkpoint", "load_backbone_model", "generate_backbones",
 
 def default_checkpoint() -> Path:
     """The backbone model that ships inside the package (see docs/benchmarks/backbones.md)."""
-    return Path(str(resources.files("quotient_diffusion") / "checkpoints" / "backbones.pt"))
+    from ..tasks import bundled_checkpoint
+
+    return bundled_checkpoint("backbones.pt")
 
 
 def load_backbone_model(path: str | Path | None = None) -> DiffusionModel:

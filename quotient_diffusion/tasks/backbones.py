@@ -13,9 +13,29 @@ divided by ``coord_scale`` = 10 A, so per-coordinate spreads are O(1)).
   one-hot of the sequence offset j - i clipped to [-9, 9], so the network knows which residues
   are bonded and in which direction. Cost: about L (k + 2w) edges per chain instead of L^2.
 
-Options (``task.options``): ``min_length`` / ``max_length`` (training chains kept, default
-50 / 256), ``cache_dir`` (processed data), ``split_seed`` (family split, default 0),
-``neighbours`` and ``window`` (the message graph).
+Options (``task.options``):
+
+* ``min_length`` / ``max_length`` (default 50 / 256): chains shorter than ``min_length`` are
+  left out; chains longer than ``max_length`` are left out too unless ``crop`` (default false)
+  is true, in which case the model sees a contiguous window of ``max_length`` residues: a new
+  random window each time the chain is drawn for a training step (drawn with the step's
+  generator, :func:`~quotient_diffusion.training.trainable.draw_graphs`, so runs stay
+  reproducible and resumable), the central window when indexed (validation, references). A
+  window is conditioned as a chain of ``max_length`` residues (its ends are not termini);
+  the processed split itself holds chains of 50-256 residues without chain breaks
+  (:mod:`quotient_diffusion.data.proteins`), so ``max_length`` >= 256 crops nothing.
+  :meth:`BackboneTask.data_summary` counts the chains and residues the model sees;
+* ``noise_levels_per_chain`` K (default 1): every chain of a training batch is seen at K
+  independent times, noises and rotations in one step (the model tiles the flat batch,
+  :meth:`~quotient_diffusion.data.GraphBatch.repeat`);
+* ``aux_loss`` (default null: none): local-geometry supervision of the denoiser output,
+  :mod:`~.chain_geometry`: an object with the weights ``ca_ca`` (default 1.0), ``ca_i2``
+  (0.0) and ``pairs`` (0.0), ``pair_cutoff`` (Angstrom, 8.0) and ``t_min`` (0.75: the loss
+  acts for t >= t_min, t = 1 being the data), e.g. ``{"ca_ca": 1.0, "ca_i2": 0.5}``; the
+  same for every treatment, weighted like the coordinate loss by w(t), logged as
+  ``aux_loss`` and ``aux_<term>_mse`` (Angstrom^2) and validated as ``val_aux_loss``;
+* ``cache_dir`` (processed data), ``split_seed`` (family split, default 0), ``neighbours``
+  and ``window`` (the message graph), ``quality_chains`` (learning-curve samples).
 Networks: any of :mod:`quotient_diffusion.nn` ('egnn', 'e3nn'; 'transformer' with
 ``model.augment_rotations = true``).
 """
@@ -29,11 +49,15 @@ import torch
 
 from ..data import Graph
 from ..data.proteins import ProteinChain, load_protein_splits
+from ..training.validation import ConfigError, check_options
 from .base import Task
+from .chain_geometry import AUX_DEFAULTS, AUX_OPTIONS, ChainGeometryLoss
 
 __all__ = [
     "BackboneTask",
+    "ChainGeometryLoss",
     "BackboneGraphs",
+    "crop_start",
     "residue_features",
     "chain_edges",
     "offset_features",
@@ -114,19 +138,52 @@ class ChainGraphNetwork(torch.nn.Module):
         return self.network(pos, node_attr, batch, t, edge_index, edge_attr)
 
 
-class BackboneGraphs(Sequence):
-    """Chains as graphs, built when indexed."""
+def crop_start(length: int, window: int, u: float | None = None) -> int:
+    """First residue of a window of ``window`` residues in a chain of ``length``: the central
+    window for ``u`` None, else floor(u * (length - window + 1)) for u in [0, 1) (uniform over
+    every window position); 0 when the chain fits."""
+    spare = length - window
+    if spare <= 0:
+        return 0
+    if u is None:
+        return spare // 2
+    return min(int(u * (spare + 1)), spare)
 
-    def __init__(self, chains: Sequence[ProteinChain]):
+
+class BackboneGraphs(Sequence):
+    """Chains as graphs, built when indexed. With ``max_length``, a longer chain becomes a
+    contiguous window of ``max_length`` residues: the central one when indexed, a random one
+    (uniform over positions, from the generator) in :meth:`draw`."""
+
+    def __init__(self, chains: Sequence[ProteinChain], max_length: int | None = None):
         self.chains = list(chains)
+        self.max_length = max_length
 
     def __len__(self) -> int:
         return len(self.chains)
 
+    def _graph(self, i: int, u: float | None = None) -> Graph:
+        ca = self.chains[i].ca
+        if self.max_length is not None and len(ca) > self.max_length:
+            start = crop_start(len(ca), self.max_length, u)
+            ca = ca[start : start + self.max_length]
+        return backbone_graph(ca)
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return backbone_graph(self.chains[i].ca)
+        return self._graph(i)
+
+    def draw(self, indices: Sequence[int], generator: torch.Generator | None = None) -> list[Graph]:
+        """The graphs of ``indices`` for one training step, each chain longer than
+        ``max_length`` cropped to a new random window. Draws one uniform number from
+        ``generator`` per long chain and none otherwise (a set without long chains leaves the
+        step's random stream as plain indexing does)."""
+        long = [k for k, i in enumerate(indices) if self.max_length is not None
+                and len(self.chains[i]) > self.max_length]
+        u = torch.rand(len(long), dtype=torch.float64, generator=generator).tolist() if long else []
+        draws = dict(zip(long, u))
+        return [self._graph(i, draws.get(k)) for k, i in enumerate(indices)]
 
 
 class BackboneTask(Task):
@@ -134,33 +191,110 @@ class BackboneTask(Task):
 
     name = "backbones"
     OPTIONS = {"min_length": int, "max_length": int, "cache_dir": str | None, "split_seed": int,
-               "neighbours": int, "window": int, "quality_chains": int}
+               "neighbours": int, "window": int, "quality_chains": int, "crop": bool,
+               "noise_levels_per_chain": int, "aux_loss": dict | None}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._options()  # a ConfigError for bad values now, when the task is built
 
     def _options(self) -> dict:
         o = self.config.task.options
-        return {
+        options = {
             "min_length": o.get("min_length", 50),
             "max_length": o.get("max_length", 256),
             "cache_dir": o.get("cache_dir"),
             "split_seed": o.get("split_seed", 0),
             "neighbours": o.get("neighbours", 16),
             "window": o.get("window", 8),
+            "crop": o.get("crop", False),
+            "noise_levels_per_chain": o.get("noise_levels_per_chain", 1),
+            "aux_loss": None,
         }
+        if not 1 <= options["min_length"] <= options["max_length"]:
+            raise ConfigError("task.options: need 1 <= min_length <= max_length, got "
+                              f"{options['min_length']} and {options['max_length']}")
+        if options["noise_levels_per_chain"] < 1:
+            raise ConfigError("task.options.noise_levels_per_chain: must be at least 1, got "
+                              f"{options['noise_levels_per_chain']}")
+        aux = o.get("aux_loss")
+        if aux is not None:
+            check_options("task.options.aux_loss", aux, AUX_OPTIONS, "aux loss key(s):")
+            aux = {**AUX_DEFAULTS, **aux}
+            for key in ("ca_ca", "ca_i2", "pairs"):
+                if aux[key] < 0:
+                    raise ConfigError(f"task.options.aux_loss.{key}: must not be negative, "
+                                      f"got {aux[key]}")
+            if not 0 <= aux["t_min"] <= 1:
+                raise ConfigError("task.options.aux_loss.t_min: must lie in [0, 1], got "
+                                  f"{aux['t_min']}")
+            if aux["pair_cutoff"] <= 0:
+                raise ConfigError("task.options.aux_loss.pair_cutoff: must be positive, got "
+                                  f"{aux['pair_cutoff']}")
+            options["aux_loss"] = aux
+        return options
 
     def splits(self):
         """The processed chains (:class:`quotient_diffusion.data.proteins.ProteinSplits`)."""
         o = self._options()
         return load_protein_splits(self.config.task.data_dir, o["cache_dir"], o["split_seed"])
 
+    def _kept(self, chains: Sequence[ProteinChain]) -> list[ProteinChain]:
+        """The chains the model sees: at least ``min_length`` residues, and at most
+        ``max_length`` unless ``crop``."""
+        o = self._options()
+        return [c for c in chains if o["min_length"] <= len(c)
+                and (o["crop"] or len(c) <= o["max_length"])]
+
     def datasets(self) -> tuple[BackboneGraphs, BackboneGraphs]:
         o = self._options()
         splits = self.splits()
+        window = o["max_length"] if o["crop"] else None
+        train = self._kept(splits.train)[: self.config.task.limit]
+        return BackboneGraphs(train, window), BackboneGraphs(self._kept(splits.val), window)
 
-        def keep(chains):
-            return [c for c in chains if o["min_length"] <= len(c) <= o["max_length"]]
+    def data_summary(self, splits=None) -> dict:
+        """How many chains and residues the model sees under the config, per split ('train'
+        with ``task.limit`` applied, 'val', 'test'): ``chains`` / ``residues`` in the split,
+        ``kept_chains`` / ``kept_residues`` (every residue a kept chain can show, all windows
+        together), ``cropped_chains``, ``dropped_short`` / ``dropped_long``, and
+        ``window_residues`` (the residues of one draw of every kept chain: its length, or
+        ``max_length`` when cropped); plus ``residues_per_step`` (batch size x noise levels x
+        the mean window of the training chains) and the options that decide it."""
+        o = self._options()
+        splits = splits if splits is not None else self.splits()
+        m = o["max_length"]
+        out: dict = {key: o[key] for key in ("min_length", "max_length", "crop",
+                                             "noise_levels_per_chain")}
+        for name in ("train", "val", "test"):
+            chains = getattr(splits, name)
+            lengths = np.array([len(c) for c in chains], dtype=int)
+            kept = np.array([o["min_length"] <= n and (o["crop"] or n <= m) for n in lengths],
+                            dtype=bool)
+            if name == "train" and self.config.task.limit is not None:
+                kept &= np.cumsum(kept) <= self.config.task.limit
+            window = np.minimum(lengths[kept], m)
+            out[name] = {
+                "chains": len(chains), "residues": int(lengths.sum()),
+                "kept_chains": int(kept.sum()), "kept_residues": int(lengths[kept].sum()),
+                "cropped_chains": int((lengths[kept] > m).sum()),
+                "dropped_short": int((lengths < o["min_length"]).sum()),
+                "dropped_long": 0 if o["crop"] else int((lengths > m).sum()),
+                "window_residues": int(window.sum()),
+            }
+        train = out["train"]
+        mean_window = train["window_residues"] / max(train["kept_chains"], 1)
+        out["residues_per_step"] = (self.config.optim.batch_size * o["noise_levels_per_chain"]
+                                    * mean_window)
+        return out
 
-        train = keep(splits.train)[: self.config.task.limit]
-        return BackboneGraphs(train), BackboneGraphs(keep(splits.val))
+    def auxiliary_loss(self) -> ChainGeometryLoss | None:
+        """The local-geometry loss of ``aux_loss`` (:mod:`~.chain_geometry`), or None."""
+        aux = self._options()["aux_loss"]
+        return None if aux is None else ChainGeometryLoss(COORD_SCALE, **aux)
+
+    def noise_levels(self) -> int:
+        return self._options()["noise_levels_per_chain"]
 
     def coord_scale(self) -> float:
         return COORD_SCALE

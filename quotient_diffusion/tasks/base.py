@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data import Graph, collate
-from ..diffusion import DiffusionModel, get_interpolant, get_treatment
+from ..diffusion import AuxiliaryLoss, DiffusionModel, get_interpolant, get_treatment
 from ..groups import get_group
 from ..training.config import TrainConfig
 
@@ -55,9 +55,20 @@ class Task(ABC):
         """Root mean square of the diffused node features (their preconditioning's sigma)."""
         return 1.0
 
+    def auxiliary_loss(self) -> AuxiliaryLoss | None:
+        """The task's extra loss on the denoiser output, added for every treatment alike
+        (:class:`~quotient_diffusion.diffusion.AuxiliaryLoss`); none by default."""
+        return None
+
+    def noise_levels(self) -> int:
+        """Noise levels per training molecule and step (the model tiles its batches); 1 by
+        default."""
+        return 1
+
     def build_model(self) -> DiffusionModel:
         """The diffusion model of ``self.config.model``: its network, and its treatment
-        quotienting by the group ``model.group``."""
+        quotienting by the group ``model.group``, with the task's :meth:`auxiliary_loss` and
+        :meth:`noise_levels`."""
         m = self.config.model
         return DiffusionModel(
             self.build_network(),
@@ -70,28 +81,35 @@ class Task(ABC):
             preconditioning=m.preconditioning,
             sigma_data=m.sigma_data or self.sigma_data(),
             sigma_data_features=self.sigma_data_features(),
+            auxiliary_loss=self.auxiliary_loss(),
+            noise_levels=self.noise_levels(),
         )
 
     @torch.no_grad()
     def validate(self, model: DiffusionModel, graphs: Sequence[Graph], seed: int = 0) -> dict:
-        """The training loss on the validation graphs (fixed noise), the unweighted mean squared
-        coordinate residual in Angstrom^2 at fixed noise levels (``val_mse_t<t>``), and the
-        task's :meth:`quality` metrics."""
+        """The training loss on the validation graphs (fixed noise; with an auxiliary loss also
+        its part, ``val_aux_loss``), the unweighted mean squared coordinate residual in
+        Angstrom^2 at fixed noise levels (``val_mse_t<t>``), and the task's :meth:`quality`
+        metrics."""
         bs = self.config.optim.batch_size
         chunks = [collate(graphs[s : s + bs]) for s in range(0, len(graphs), bs)]
         sizes = [g.num_graphs for g in chunks]
 
-        def mean_over_chunks(key: str, t: float | None) -> float:
+        def mean_over_chunks(keys: tuple[str, ...], t: float | None) -> dict[str, float]:
             gen = torch.Generator().manual_seed(seed)
-            total = 0.0
+            total = dict.fromkeys(keys, 0.0)
             for graph, n in zip(chunks, sizes):
                 times = None if t is None else torch.full((n,), t, dtype=graph.pos.dtype)
-                total += model.training_loss(graph, gen, times)[1][key] * n
-            return total / max(sum(sizes), 1)
+                logs = model.training_loss(graph, gen, times)[1]
+                for key in keys:
+                    total[key] += logs.get(key, 0.0) * n
+            return {key: value / max(sum(sizes), 1) for key, value in total.items()}
 
-        result = {"val_loss": mean_over_chunks("loss", None)}
+        has_aux = getattr(model, "auxiliary_loss", None) is not None
+        keys = ("loss", "aux_loss") if has_aux else ("loss",)
+        result = {f"val_{key}": value for key, value in mean_over_chunks(keys, None).items()}
         for t in VALIDATION_TIMES:
-            result[f"val_mse_t{t:.2f}"] = mean_over_chunks("coord_mse", t)
+            result[f"val_mse_t{t:.2f}"] = mean_over_chunks(("coord_mse",), t)["coord_mse"]
         return {**result, **self.quality(model, graphs, seed)}
 
     def quality(self, model: DiffusionModel, graphs: Sequence[Graph], seed: int = 0) -> dict:

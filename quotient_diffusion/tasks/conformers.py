@@ -34,13 +34,13 @@ from ..chem.featurize import (
     MolFeatures,
     expand_pairs,
     featurize,
-    full_edge_index,
 )
 from ..chem.stereo import StereoFeatures, stereo_features
 from ..data import Graph, collate
 from ..data.paths import data_root
 from ..diffusion import DiffusionModel, SamplerConfig
 from ..groups import SE3
+from ..nn.graph import full_graph
 from ..nn.stereo import CHIRAL_INDEX, CHIRAL_SIGN, PAIR_STEREO, StereoInputs, chirality
 from ..scatter import scatter_sum
 from .base import Task
@@ -103,7 +103,7 @@ def molecule_graph(
     ``stereo``, its stereo inputs as extras (:func:`stereo_extras`)."""
     n = feats.num_atoms
     positions = torch.zeros(n, 3) if pos is None else torch.as_tensor(pos, dtype=torch.float32)
-    edge_index = full_edge_index(torch.tensor([n]))
+    edge_index = full_graph(torch.zeros(n, dtype=torch.long))
     return Graph(
         pos=positions,
         node_attr=torch.from_numpy(feats.atoms).float(),

@@ -24,6 +24,7 @@ training molecules of a fixed shuffle.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,9 +36,13 @@ from ..output import atomic_write_text
 from .base import Task
 
 __all__ = ["DenovoTask", "MoleculeSet", "g2_molecules", "generate_molecules",
-           "sample_molecule_batches", "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles"]
+           "sample_molecule_batches", "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles",
+           "default_checkpoint", "DEFAULT_SAMPLER"]
 
 NUM_TYPES = len(ATOMIC_NUMBERS)
+#: the ODE sampler of ``qdiff sample molecules`` unless told otherwise: 50 Euler steps on the
+#: uniform grid (benchmarks/denovo_bundled.py measures it against the other samplers)
+DEFAULT_SAMPLER = SamplerConfig(steps=50)
 _TYPE_OF_Z = np.full(100, -1)
 _TYPE_OF_Z[list(ATOMIC_NUMBERS)] = np.arange(NUM_TYPES)
 
@@ -167,6 +172,13 @@ class DenovoTask(Task):
         k = self.feature_dim()
         return get_network(m.network, in_features=k, out_features=k, hidden=m.hidden,
                            layers=m.layers, **m.network_options)
+
+
+def default_checkpoint() -> Path:
+    """The de novo QM9 model that ships inside the package (the path even where it is absent)."""
+    from .loading import bundled_checkpoint
+
+    return bundled_checkpoint("denovo_qm9.pt")
 
 
 def draw_atom_counts(histogram: np.ndarray, num: int, seed: int = 0) -> np.ndarray:

@@ -6,6 +6,7 @@ loaded into it. This lives above the training layer because it needs the tasks.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from ..diffusion import DiffusionModel
@@ -15,7 +16,13 @@ from ..training.loop import upgrade_config
 from ..training.validation import ConfigError
 from .registry import get_task
 
-__all__ = ["load_trained_model"]
+__all__ = ["load_trained_model", "bundled_checkpoint"]
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """``quotient_diffusion/checkpoints/<name>``, a model that ships inside the package (the path
+    whether or not the file is there: a bundled model may be missing from a development tree)."""
+    return Path(str(resources.files("quotient_diffusion") / "checkpoints" / name))
 
 
 def load_trained_model(

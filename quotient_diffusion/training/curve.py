@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..output import atomic_write_figure, atomic_write_text
+
 __all__ = ["write_curve", "plot_curve"]
 
 
@@ -39,14 +41,12 @@ def plot_curve(records: list[dict], path: Path, title: str) -> None:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write_figure(path, fig, dpi=100)
     plt.close(fig)
 
 
 def write_curve(records: list[dict], out_dir: str | Path, title: str) -> None:
     """``curve.json`` and ``curve.png`` in ``out_dir`` (nothing when there are no records)."""
-    from ..output import atomic_write_text
-
     if not records:
         return
     out = Path(out_dir)

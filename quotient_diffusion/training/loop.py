@@ -3,7 +3,9 @@
 :func:`train` receives its task (data, model, validation: :class:`~.trainable.TrainableTask`)
 and the config; the training layer imports no task. Every step draws its batch and its noise
 from a generator seeded by (seed, step, rank) (:func:`~.seeding.step_generator`), and the
-learning rate and EMA decay are functions of the step, so a run resumed from a checkpoint
+learning rate and EMA decay are functions of the step (a training set with a ``draw`` method,
+such as random crops, draws from the same generator: :func:`~.trainable.draw_graphs`), so a
+run resumed from a checkpoint
 continues exactly as the uninterrupted run would have. A run is bounded by steps
 (``optim.steps``, which also sets the learning-rate schedule) and optionally by wall time
 (``hours``): it then stops with a checkpoint and is continued later with ``resume``. Launched by
@@ -54,7 +56,7 @@ from .curve import write_curve
 from .ema import EMA
 from .schedule import learning_rate
 from .seeding import step_generator
-from .trainable import TrainableTask
+from .trainable import TrainableTask, draw_graphs
 from .validation import DEVICES, ConfigError
 from .warm_start import warm_start
 
@@ -246,7 +248,7 @@ def train(
             while step < end:
                 gen = step_generator(config.run.seed, step, rank)
                 idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen)
-                graph = collate([train_set[i] for i in idx.tolist()])
+                graph = collate(draw_graphs(train_set, idx.tolist(), gen))
                 if device.type != "cpu":
                     graph = graph.to(device)
                 for group in opt.param_groups:

@@ -1,7 +1,10 @@
 """What the training loop needs of a task: its data, its model and its validation.
 
 :func:`~.loop.train` receives the task; this protocol names what it calls, so that the training
-layer depends on no task (``quotient_diffusion.tasks.Task`` satisfies it).
+layer depends on no task (``quotient_diffusion.tasks.Task`` satisfies it). A training set may
+also define ``draw(indices, generator) -> list[Graph]``, the graphs of one step drawn with the
+step's generator (random crops of long protein chains); :func:`draw_graphs` calls it, or indexes
+the set when it has none.
 """
 
 from __future__ import annotations
@@ -9,10 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import torch
+
 from ..data import Graph
 from ..diffusion import DiffusionModel
 
-__all__ = ["TrainableTask"]
+__all__ = ["TrainableTask", "draw_graphs"]
+
+
+def draw_graphs(
+    dataset: Sequence[Graph], indices: list[int], generator: torch.Generator
+) -> list[Graph]:
+    """The graphs ``indices`` of ``dataset`` for one training step: ``dataset.draw(indices,
+    generator)`` when the set defines it (each draw may differ), else ``dataset[i]``."""
+    draw = getattr(dataset, "draw", None)
+    if draw is None:
+        return [dataset[i] for i in indices]
+    return draw(indices, generator)
 
 
 class TrainableTask(Protocol):
