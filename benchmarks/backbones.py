@@ -55,8 +55,7 @@ from quotient_diffusion.metrics.proteins import (
     fit_rg_power_law,
     radius_of_gyration,
 )
-from quotient_diffusion.proteins.generate import generate_backbones
-from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.tasks import generate_all, get_task, load
 from quotient_diffusion.training import TrainConfig, export_weights, train
 
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -162,9 +161,9 @@ def main(argv=None) -> int:
         base.task.data_dir = args.data_dir
     task = get_task(base)
     splits = task.splits()
-    o = task._options()
+    o = task.options
     in_range = lambda cs: [c.ca.astype(np.float64) for c in cs  # noqa: E731
-                           if o["min_length"] <= len(c) <= o["max_length"]]
+                           if o.min_length <= len(c) <= o.max_length]
     train_ca, test_ca = in_range(splits.train), in_range(splits.test)
     steps = args.train_steps or base.optim.steps
     pick = np.linspace(0, len(test_ca) - 1, min(args.num_lengths, len(test_ca))).round()
@@ -205,12 +204,12 @@ def main(argv=None) -> int:
                 train_time = time.perf_counter() - start
                 if args.export_checkpoint and seed == args.seeds[0] and name == "quotient":
                     export_weights(final, args.export_checkpoint)
-                model, _ = load_trained_model(final)
+                task, model = load(final, "backbones")
                 for method in METHODS:
                     start = time.perf_counter()
-                    xs = generate_backbones(model, lengths,
-                                            SamplerConfig(steps=args.sample_steps, method=method),
-                                            seed=seed, batch_size=32)
+                    xs = generate_all(task, model, lengths,
+                                      SamplerConfig(steps=args.sample_steps, method=method),
+                                      seed=seed, batch_size=32)
                     sample_time = time.perf_counter() - start
                     finite = all(np.isfinite(x).all() for x in xs)
                     row = {"treatment": name, "method": method, "seed": seed,

@@ -35,9 +35,9 @@ from quotient_diffusion.chem.geometry import check_geometry, is_linear, referenc
 from quotient_diffusion.conformers import (
     DEFAULT_SAMPLER,
     ConformerJob,
-    generate,
-    load_conformer_model,
+    raw_samples,
 )
+from quotient_diffusion.tasks import load
 
 BINS = [(1, 3), (4, 6), (7, 9), (10, 12), (13, 15), (16, 18), (19, 21), (22, 24), (25, 27),
         (28, 30), (31, 34), (35, 40)]
@@ -166,14 +166,14 @@ def drug_molecules(per_count: int) -> list[tuple[str, str]]:
 
 def measure(molecules: list[tuple[str, str]], conformers: int, seed: int) -> list[dict]:
     """One row per molecule: the geometry check of each raw sample and the sampling time."""
-    model, _ = load_conformer_model()
+    task, model = load(None, "conformers")
     sampler = DEFAULT_SAMPLER
     rows = []
     for k, (name, smiles) in enumerate(molecules):
         mol = _molecule(smiles)
         job = ConformerJob(number=k + 1, text=smiles, name=name, mol=mol)
         start = time.perf_counter()
-        generate(model, [job], conformers, sampler, seed=seed)
+        raw_samples(task, model, [job], conformers, sampler, seed=seed)
         elapsed = time.perf_counter() - start
         reference = reference_bond_lengths(mol)
         checks = [check_geometry(mol, pos, reference) for pos in job.conformers]

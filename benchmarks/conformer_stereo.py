@@ -36,9 +36,9 @@ import torch
 from _results import ROOT, command, markdown_table, write_results
 
 from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
-from quotient_diffusion.conformers import DEFAULT_SAMPLER, default_checkpoint, generate, prepare
+from quotient_diffusion.conformers import DEFAULT_SAMPLER, default_checkpoint, prepare, raw_samples
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
-from quotient_diffusion.tasks import load_trained_model
+from quotient_diffusion.tasks import load
 
 VERDICTS = ("ok", "mirror", "wrong")
 
@@ -75,10 +75,10 @@ def label_counts(wanted, got) -> tuple[int, int, int, int]:
 def evaluate(path: Path, molecules: list[dict], sampler: SamplerConfig, args) -> dict:
     """Sample raw conformers of every molecule and classify each (module docstring)."""
     torch.set_num_threads(args.threads)
-    model, config = load_trained_model(path)
+    task, model = load(path, "conformers")
     jobs = [m["job"] for m in molecules]
     t0 = time.perf_counter()
-    generate(model, jobs, args.conformers, sampler, seed=args.seed)
+    raw_samples(task, model, jobs, args.conformers, sampler, seed=args.seed)
     elapsed = time.perf_counter() - t0
     verdicts = {v: 0 for v in VERDICTS}
     by_kind = {"one centre": dict.fromkeys(VERDICTS, 0), "several centres":
@@ -110,7 +110,7 @@ def evaluate(path: Path, molecules: list[dict], sampler: SamplerConfig, args) ->
         "by_kind": {kind: {"samples": sum(c.values()),
                            **{f"frac_{v}": c[v] / max(sum(c.values()), 1) for v in VERDICTS}}
                     for kind, c in by_kind.items()},
-        "stereo_model": bool(config.task.options.get("stereo", False)),
+        "stereo_model": task.options.stereo,
         "ms_per_conformer": 1000 * elapsed / max(samples, 1),
     }
 

@@ -61,14 +61,14 @@ from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requ
 from quotient_diffusion.conformers import (
     default_checkpoint,
     fix_stereo,
-    generate,
     prepare,
+    raw_samples,
     relax_mmff,
 )
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
-from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.tasks import get_task, load
 from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
 from quotient_diffusion.training import TrainConfig, load_checkpoint, train
 
@@ -153,11 +153,11 @@ def evaluate_model(path: Path, refs, qm9, args, seed: int, mmff: bool = False) -
     """Raw samples of the model at ``path`` (``mmff``: each then relaxed with MMFF94, as
     ``qdiff conformers --mmff`` does), scored; the time counts sampling and relaxation."""
     torch.set_num_threads(args.threads)
-    model, _ = load_trained_model(path)
+    task, model = load(path, "conformers")
     jobs = prepare([r["smiles"] for r in refs])
     sampler = benchmark_sampler(args)
     t0 = time.perf_counter()
-    generate(model, jobs, args.conformers, sampler, seed=seed)
+    raw_samples(task, model, jobs, args.conformers, sampler, seed=seed)
     if mmff:
         for job in jobs:
             job.conformers = [relax_mmff(job.mol, pos)[0] for pos in job.conformers]

@@ -47,17 +47,12 @@ import torch
 from conformers import describe_checkpoint  # benchmarks/conformers.py
 from denovo_qm9 import EDM_PUBLISHED, METRICS, qm9_references, save, score_samples
 
-from quotient_diffusion.commands.sample_molecules import _scored, write_molecules
+from quotient_diffusion.commands.sample_molecules import _scored
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.errors import InputError
 from quotient_diffusion.output import atomic_write_text, check_output
-from quotient_diffusion.tasks import load_trained_model
-from quotient_diffusion.tasks.denovo import (
-    DEFAULT_SAMPLER,
-    DenovoTask,
-    default_checkpoint,
-    draw_atom_counts,
-)
+from quotient_diffusion.tasks import checkpoint_path, load
+from quotient_diffusion.tasks.denovo import DEFAULT_SAMPLER, DenovoTask, draw_atom_counts
 from quotient_diffusion.training import load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -202,18 +197,16 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         check_output(out, "dir")
     except InputError as err:
         raise UsageError(str(err)) from None
-    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    path = checkpoint_path(args.checkpoint, DenovoTask.name)
     if not path.is_file():
         raise UsageError(f"no bundled de novo model ({path}); pass --checkpoint"
                          if args.checkpoint is None else f"--checkpoint {path}: no such file")
     torch.set_num_threads(args.threads)
     try:
-        model, config = load_trained_model(path)
+        task, model = load(path, DenovoTask.name)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load the model: {err}") from None
-    if config.task.name != DenovoTask.name:
-        raise UsageError(f"{path} was trained for task {config.task.name!r}, not "
-                         f"{DenovoTask.name!r}")
+    config = task.config
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{args.name}.json", out / f"{args.name}.md"
     words = argv if argv is not None else sys.argv[1:]
@@ -245,15 +238,15 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
               f"({metrics['ms_per_molecule']:.1f} ms/mol)", flush=True)
 
     refs = references(config, args.reference)
-    hist = DenovoTask(config).atom_count_histogram()
+    hist = task.atom_count_histogram()
     counts = draw_atom_counts(hist, max(args.samples, args.sampler_samples), seed=0)
     if not any(r["sampler"] == DEFAULT_SAMPLER.label() for r in payload["main"]):
         t0 = time.perf_counter()
         metrics, mols = score_samples(model, counts[: args.samples], DEFAULT_SAMPLER, refs, SEED)
         if args.sdf:
             first = mols[: args.sdf]
-            props = _scored(first, SimpleNamespace(seed=SEED), DEFAULT_SAMPLER.label())[0]
-            write_molecules(out / f"{args.name}.sdf", first, props, "sdf")
+            records = _scored(first, SimpleNamespace(seed=SEED), DEFAULT_SAMPLER.label())[0]
+            task.write(records, out / f"{args.name}.sdf", "sdf")
         finish("main", DEFAULT_SAMPLER, metrics, time.perf_counter() - t0, args.samples)
     done = {r["sampler"] for r in payload["samplers"]}
     for spec in QUICK_SAMPLERS if args.quick else SAMPLERS:

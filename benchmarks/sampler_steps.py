@@ -7,7 +7,7 @@ quotient_diffusion/diffusion/samplers.py)?
 
 Set-up: a fixed random subset of the GEOM-QM9 test molecules that have a QM9 DFT geometry
 (``reference_molecules`` of benchmarks/conformers.py), ``--conformers`` raw samples per molecule
-(``generate``: no stereo resampling, no MMFF), scored as benchmarks/conformers.py scores them
+(``raw_samples``: no stereo resampling, no MMFF), scored as benchmarks/conformers.py scores them
 (``score``: the better of each sample and its mirror image, heavy-atom RMSD after RDKit's
 symmetry-aware alignment, AMR-R / COV-R at 0.5 A against the single DFT conformer). Also:
 
@@ -52,10 +52,10 @@ from _results import RESULTS, command, save_figure, write_results
 from conformers import reference_molecules, score  # benchmarks/conformers.py
 
 from quotient_diffusion.chem.geometry import check_geometry
-from quotient_diffusion.conformers import default_checkpoint, generate, prepare
+from quotient_diffusion.conformers import default_checkpoint, prepare, raw_samples
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig
-from quotient_diffusion.tasks import load_trained_model
+from quotient_diffusion.tasks import load
 from quotient_diffusion.training import load_checkpoint
 
 #: (solver, schedule, rho) combinations measured by default
@@ -95,11 +95,12 @@ def bond_errors(jobs, refs, qm9) -> tuple[float, float]:
     return float(np.concatenate(errors).mean()), float(np.mean(ok))
 
 
-def sample_jobs(model, refs, sampler: SamplerConfig, conformers: int, seed: int):
-    """Prepared jobs with ``conformers`` raw samples each, and the sampling time (s)."""
+def sample_jobs(loaded, refs, sampler: SamplerConfig, conformers: int, seed: int):
+    """Prepared jobs with ``conformers`` raw samples each of the loaded (task, model), and the
+    sampling time (s)."""
     jobs = prepare([r["smiles"] for r in refs])
     t0 = time.perf_counter()
-    generate(model, jobs, conformers, sampler, seed=seed)
+    raw_samples(*loaded, jobs, conformers, sampler, seed=seed)
     return jobs, time.perf_counter() - t0
 
 
@@ -113,10 +114,10 @@ def ode_error(jobs, reference_jobs) -> float:
     return (sq / count) ** 0.5
 
 
-def evaluate(model, refs, qm9, sampler: SamplerConfig, args, seed: int,
+def evaluate(loaded, refs, qm9, sampler: SamplerConfig, args, seed: int,
              reference_jobs=None) -> tuple[dict, list]:
     """Scores of one sampler configuration; returns (result, jobs)."""
-    jobs, elapsed = sample_jobs(model, refs, sampler, args.conformers, seed)
+    jobs, elapsed = sample_jobs(loaded, refs, sampler, args.conformers, seed)
     result = score(jobs, refs, qm9)
     result["bond_mae"], result["geometry_ok"] = bond_errors(jobs, refs, qm9)
     result.update(nfe=sampler.evaluations, seconds=elapsed, solver=sampler.solver,
@@ -134,13 +135,13 @@ def paired(per_mol: list[float], base: list[float]) -> tuple[float, float]:
 
 def run_model(label: str, path: Path, refs, qm9, args) -> dict:
     """Every configuration for one checkpoint, plus the seed-noise and converged references."""
-    model, _ = load_trained_model(path)
+    loaded = load(path, "conformers")
     step = int(load_checkpoint(path).get("step", -1))
     print(f"== {label} ({path}, step {step})", flush=True)
     reference = SamplerConfig(steps=args.reference_steps, solver="heun")
-    ref_result, reference_jobs = evaluate(model, refs, qm9, reference, args, args.seed)
-    base, _ = evaluate(model, refs, qm9, BASELINE, args, args.seed, reference_jobs)
-    seeds = [base] + [evaluate(model, refs, qm9, BASELINE, args, args.seed + s)[0]
+    ref_result, reference_jobs = evaluate(loaded, refs, qm9, reference, args, args.seed)
+    base, _ = evaluate(loaded, refs, qm9, BASELINE, args, args.seed, reference_jobs)
+    seeds = [base] + [evaluate(loaded, refs, qm9, BASELINE, args, args.seed + s)[0]
                       for s in range(1, args.noise_seeds + 1)]
     noise = {key: float(np.std([r[key] for r in seeds], ddof=1)) if len(seeds) > 1 else 0.0
              for key in ("amr_recall", "bond_mae")}
@@ -154,7 +155,7 @@ def run_model(label: str, path: Path, refs, qm9, args) -> dict:
         if cfg is BASELINE:
             res = dict(base)
         else:
-            res, _ = evaluate(model, refs, qm9, cfg, args, args.seed, reference_jobs)
+            res, _ = evaluate(loaded, refs, qm9, cfg, args, args.seed, reference_jobs)
         res["label"] = cfg.label()
         res["delta_amr_recall"], res["delta_se"] = paired(
             res["per_molecule_amr_recall"], base["per_molecule_amr_recall"])

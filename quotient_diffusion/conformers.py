@@ -38,21 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .chem.featurize import featurize, supported_elements
+from .chem.featurize import supported_elements
 from .chem.geometry import check_geometry, is_linear, linear_geometry, reference_bond_lengths
 from .chem.inputs import InputRecord
 from .chem.molecules import make_conformer, mol_with_positions
-from .chem.stereo import (
-    compare_stereo,
-    mirror,
-    realised_stereo,
-    requested_stereo,
-    stereo_features,
-)
-from .data import collate
+from .chem.stereo import compare_stereo, mirror, realised_stereo, requested_stereo
 from .diffusion import DiffusionModel, SamplerConfig, resolve_sampler
-from .tasks import bundled_checkpoint
-from .tasks.conformers import molecule_graph
+from .tasks import checkpoint_path, generate, load
+from .tasks.conformers import ConformerTask
 
 __all__ = [
     "embed_conformers",
@@ -61,7 +54,7 @@ __all__ = [
     "check_molecule",
     "ConformerJob",
     "prepare",
-    "generate",
+    "raw_samples",
     "fix_stereo",
     "relax_mmff",
     "default_checkpoint",
@@ -98,25 +91,26 @@ SDE_STEPS = 50
 # ---------------------------------------------------------------------------- the model
 def default_checkpoint() -> Path:
     """The conformer model that ships inside the package."""
-    return bundled_checkpoint("conformers_qm9.pt")
+    return checkpoint_path(None, ConformerTask.name)
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: str, modified_ns: int) -> tuple[DiffusionModel, dict]:
-    from .tasks import load_trained_model
-
-    model, config = load_trained_model(path)
-    if config.task.name != "conformers":
-        raise ValueError(f"{path} is a '{config.task.name}' model, not a conformer model")
-    return model, config.to_dict()
+def _load_model(path: str, modified_ns: int) -> tuple[ConformerTask, DiffusionModel]:
+    return load(path, ConformerTask.name)
 
 
-def load_conformer_model(path: str | Path | None = None) -> tuple[DiffusionModel, dict]:
-    """(model in eval mode with EMA weights, its training config as a dict), loaded once per
-    checkpoint file (cached on its resolved path and modification time; do not modify it)."""
+def _cached(path: str | Path | None) -> tuple[ConformerTask, DiffusionModel]:
     resolved = Path(path or default_checkpoint()).resolve()
     modified = resolved.stat().st_mtime_ns if resolved.exists() else -1
     return _load_model(str(resolved), modified)
+
+
+def load_conformer_model(path: str | Path | None = None) -> tuple[DiffusionModel, dict]:
+    """(model in eval mode with EMA weights, its training config as a dict) of
+    :func:`~.tasks.load` (a ``CheckpointError`` for a model of another task), loaded once per
+    checkpoint file (cached on its resolved path and modification time; do not modify it)."""
+    task, model = _cached(path)
+    return model, task.config.to_dict()
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -150,20 +144,8 @@ def check_molecule(mol) -> str | None:
 
 
 # ---------------------------------------------------------------------------- sampling
-def _chunks(sizes: Sequence[int], max_atoms: int) -> Iterator[slice]:
-    """Consecutive slices of ``sizes`` with at most ``max_atoms`` atoms (at least one item)."""
-    start = 0
-    while start < len(sizes):
-        stop, atoms = start + 1, sizes[start]
-        while stop < len(sizes) and atoms + sizes[stop] <= max_atoms:
-            atoms += sizes[stop]
-            stop += 1
-        yield slice(start, stop)
-        start = stop
-
-
-@torch.no_grad()
 def _samples(
+    task: ConformerTask,
     model: DiffusionModel,
     requests: Sequence[tuple[object, int]],
     sampler: SamplerConfig,
@@ -171,17 +153,11 @@ def _samples(
     max_atoms_per_batch: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(request index, positions in Angstrom) for ``count`` samples of each ``(mol, count)``,
-    batch by batch (a batch is finished before the next one starts). A stereo model gets the
-    requested stereo of each molecule as its input."""
-    stereo = getattr(model.network, "stereo", False)
-    graphs = [molecule_graph(featurize(mol), None, stereo_features(mol) if stereo else None)
-              for mol, _ in requests]
-    owners = [k for k, (_, count) in enumerate(requests) for _ in range(count)]
-    for part in _chunks([graphs[k].num_nodes for k in owners], max_atoms_per_batch):
-        batch = collate([graphs[k] for k in owners[part]])
-        pos, _ = model.sample(batch, sampler, generator)
-        for k, x in zip(owners[part], torch.split(pos, batch.num_nodes_per_graph.tolist())):
-            yield k, x.double().numpy()
+    batch by batch (a batch is finished before the next one starts): :func:`~.tasks.generate`."""
+    for batch in generate(task, model, [mol for mol, _ in requests], sampler, generator,
+                          copies=[count for _, count in requests],
+                          max_atoms=max_atoms_per_batch):
+        yield from batch
 
 
 def relax_mmff(mol, pos: np.ndarray, max_iters: int = 500) -> tuple[np.ndarray, float | None]:
@@ -267,14 +243,14 @@ def _sample_rounds(
     max_atoms_per_batch: int,
 ) -> None:
     """Sample every target's missing conformers, then up to STEREO_ROUNDS replacement rounds."""
-    model, _ = load_conformer_model(checkpoint)
+    task, model = _cached(checkpoint)
     generator = torch.Generator().manual_seed(seed)
     for sampling_round in range(STEREO_ROUNDS + 1):
         todo = [t for t in targets if t.missing > 0]
         if not todo:
             break
         requests = [(t.mol, t.missing) for t in todo]
-        for k, pos in _samples(model, requests, sampler, generator, max_atoms_per_batch):
+        for k, pos in _samples(task, model, requests, sampler, generator, max_atoms_per_batch):
             todo[k].offer(pos, sampling_round)
     for t in targets:
         t.result.dropped = t.missing
@@ -390,7 +366,7 @@ class ConformerJob:
     mol: object = None  # RDKit molecule with hydrogens (None on error)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
-    conformers: list[np.ndarray] = field(default_factory=list)  # raw samples of :func:`generate`
+    conformers: list[np.ndarray] = field(default_factory=list)  # of :func:`raw_samples`
 
 
 def _job(record: InputRecord) -> ConformerJob:
@@ -426,7 +402,8 @@ def prepare(inputs: Iterable[InputRecord | str]) -> list[ConformerJob]:
             for k, item in enumerate(inputs, start=1)]
 
 
-def generate(
+def raw_samples(
+    task: ConformerTask,
     model: DiffusionModel,
     jobs: list[ConformerJob],
     num_conformers: int,
@@ -434,10 +411,10 @@ def generate(
     seed: int = 0,
     max_atoms_per_batch: int = 4096,
 ) -> None:
-    """Raw samples: fill ``job.conformers`` with ``num_conformers`` samples of the model for
-    every job without an error (no stereo repair, no checks: what the benchmarks measure)."""
+    """Fill ``job.conformers`` with ``num_conformers`` samples of the model for every job
+    without an error (no stereo repair, no checks: what the benchmarks measure)."""
     todo = [j for j in jobs if j.error is None]
     generator = torch.Generator().manual_seed(seed)
     requests = [(job.mol, num_conformers) for job in todo]
-    for k, pos in _samples(model, requests, sampler, generator, max_atoms_per_batch):
+    for k, pos in _samples(task, model, requests, sampler, generator, max_atoms_per_batch):
         todo[k].conformers.append(pos)

@@ -3,7 +3,7 @@
 Bottom to top: the core (``errors``, ``output``, ``tensor_files``, ``scatter``, ``groups``,
 ``nn``, ``chem``, ``data``, ``diffusion``, ``training``, in that order: each may import only
 those before it), then ``tasks`` (which receive a config and build data and models), then what
-uses them (``conformers``, ``proteins``, ``sets``, ``commands``, ``cli``). No module may import
+uses them (``conformers``, ``sets``, ``commands``, ``cli``). No module may import
 from a layer above its own, not even inside a function: checked on the sources with ``ast``, and
 by importing every module of each core package in a fresh interpreter. docs/architecture.md
 draws the picture.
@@ -23,12 +23,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "quotient_diffusion"
 #: the core, bottom first: a core package may import those before it, never one after it
 CORE = ("errors", "output", "tensor_files", "scatter", "groups", "nn", "chem", "data",
         "diffusion", "training")
-APPLICATIONS = ("conformers", "proteins", "sets", "commands", "cli")
+APPLICATIONS = ("conformers", "sets", "commands", "cli")
 #: package -> the packages it must never import
 FORBIDDEN = {
     **{top: (*CORE[k + 1:], "tasks", *APPLICATIONS) for k, top in enumerate(CORE)},
-    "tasks": ("commands", "cli"),
-    "sets": ("tasks", "conformers", "proteins", "commands", "cli"),
+    "tasks": ("conformers", "sets", "commands", "cli"),
+    "sets": ("tasks", "conformers", "commands", "cli"),
 }
 
 

@@ -332,11 +332,11 @@ def test_defaults_unchanged_and_the_configs_enable_the_options(tmp_path):
     plain = get_task(backbone_config(tmp_path))
     model = plain.build_model()
     assert plain.auxiliary_loss() is None and model.auxiliary_loss is None
-    assert model.noise_levels == 1 and plain._options()["crop"] is False
+    assert model.noise_levels == 1 and plain.options.crop is False
     configs = Path(__file__).resolve().parents[1] / "configs"
     for name in ("backbones.json", "backbones_egnn.json"):
         task = get_task(TrainConfig.load(configs / name))
         aux = task.auxiliary_loss()
         assert aux.weights == {"ca_ca": 1.0, "ca_i2": 0.5, "pairs": 0.25}
         assert aux.t_min == 0.75 and aux.pair_cutoff == 8.0
-        assert task.noise_levels() == 4 and task._options()["max_length"] == 256
+        assert task.noise_levels() == 4 and task.options.max_length == 256

@@ -165,7 +165,9 @@ def test_denovo_bundled_quick_runs_resumes_and_needs_a_model(tmp_path, monkeypat
     assert bench.main(argv) == 0
     assert json.loads((out / "t.json").read_text())["samplers"] == payload["samplers"]
 
-    monkeypatch.setattr(bench, "default_checkpoint", lambda: tmp_path / "absent.pt")
+    import quotient_diffusion.tasks.loading as loading
+
+    monkeypatch.setattr(loading, "bundled_checkpoint", lambda name: tmp_path / "absent.pt")
     capsys.readouterr()
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert "no bundled de novo model" in capsys.readouterr().err

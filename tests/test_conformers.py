@@ -277,7 +277,7 @@ def test_stereo_policy_resamples_then_drops(monkeypatch):
     _, trans = embedded("F/C=C/F")
     rounds = []
 
-    def fake_samples(model, requests, sampler, generator, max_atoms):
+    def fake_samples(task, model, requests, sampler, generator, max_atoms):
         rounds.append(sum(count for _, count in requests))
         for k, (_, count) in enumerate(requests):
             for i in range(count):

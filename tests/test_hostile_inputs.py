@@ -306,9 +306,9 @@ def _interrupt_after_first(module, name: str, monkeypatch) -> None:
 
 def test_ctrl_c_while_sampling_molecules_writes_finished_ones(tmp_path, molecules_ckpt,
                                                               monkeypatch, capsys):
-    import quotient_diffusion.tasks.denovo as denovo
+    import quotient_diffusion.tasks as tasks
 
-    _interrupt_after_first(denovo, "sample_molecule_batches", monkeypatch)
+    _interrupt_after_first(tasks, "generate", monkeypatch)
     out = tmp_path / "out.sdf"
     args = sample_molecules(molecules_ckpt, out)
     assert main(args[:4] + ["-n", "4", "--batch-size", "2"] + args[6:]) == 130
@@ -318,9 +318,9 @@ def test_ctrl_c_while_sampling_molecules_writes_finished_ones(tmp_path, molecule
 
 def test_ctrl_c_while_sampling_backbones_keeps_finished_files(tmp_path, backbones_ckpt,
                                                               monkeypatch, capsys):
-    import quotient_diffusion.proteins.generate as generate
+    import quotient_diffusion.tasks as tasks
 
-    _interrupt_after_first(generate, "sample_backbone_batches", monkeypatch)
+    _interrupt_after_first(tasks, "generate", monkeypatch)
     out = tmp_path / "out"
     assert main(["sample", "backbones", "--length", "6", "-n", "4", "--batch-size", "2",
                  "--steps", "2", "--checkpoint", str(backbones_ckpt), "-o", str(out)]) == 130

@@ -10,6 +10,7 @@ import pytest
 from conftest import require_data
 
 from quotient_diffusion.data.paths import data_root
+from quotient_diffusion.data.pdb import read_ca_pdb, write_ca_pdb
 from quotient_diffusion.data.proteins import (
     DB55_FILE,
     ProteinChain,
@@ -33,7 +34,6 @@ from quotient_diffusion.metrics.proteins import (
     tm_score,
     wasserstein_circle,
 )
-from quotient_diffusion.proteins import read_ca_pdb, write_ca_pdb
 
 FIXTURE = Path(__file__).parent / "fixtures" / "two_chains.pdb"
 
@@ -320,9 +320,10 @@ def test_sample_command_errors(tmp_path, capsys):
 def test_bundled_model_samples(tmp_path):
     """`qdiff sample backbones` with no --checkpoint uses the model shipped in the package."""
     from quotient_diffusion.cli import main
-    from quotient_diffusion.proteins.generate import default_checkpoint
+    from quotient_diffusion.tasks import checkpoint_path
 
-    assert default_checkpoint().exists(), f"bundled checkpoint missing: {default_checkpoint()}"
+    bundled = checkpoint_path(None, "backbones")
+    assert bundled.exists(), f"bundled checkpoint missing: {bundled}"
     assert main(["sample", "backbones", "--length", "25", "-n", "1", "-o", str(tmp_path),
                  "--steps", "3", "--threads", "1"]) == 0
     assert read_ca_pdb(tmp_path / "backbone_L25_0.pdb").shape == (25, 3)

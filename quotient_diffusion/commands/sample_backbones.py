@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .arguments import positive_int
-from .sampler_options import add_sampler_arguments, sampler_from_arguments
+from .sampler_options import add_sampler_arguments, load_model, sampler_from_arguments
 
 
 def register(kinds) -> None:
@@ -42,25 +42,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     check_output(args.output, "dir")  # before the heavy imports: a bad path fails at once
 
-    from ..proteins import write_ca_pdb
-    from ..proteins.generate import load_backbone_model, sample_backbone_batches
+    from ..tasks import generate
 
-    try:
-        model = load_backbone_model(args.checkpoint)
-    except (OSError, ValueError) as err:
-        print(f"qdiff sample backbones: cannot load the model: {err}", file=sys.stderr)
-        return 2
     sampler = sampler_from_arguments(args)
+    task, model = load_model(args.checkpoint, "backbones", "backbone")
     lengths = [n for n in args.length for _ in range(args.num_samples)]
     out = Path(args.output)
     counts: dict[int, int] = {}
     written = 0
     try:
-        for batch in sample_backbone_batches(model, lengths, sampler, args.seed, args.batch_size):
-            for trace in batch:
+        for batch in generate(task, model, lengths, sampler, args.seed,
+                              batch_size=args.batch_size):
+            records = []
+            for _, trace in batch:
                 k = counts[len(trace)] = counts.get(len(trace), -1) + 1
-                write_ca_pdb(out / f"backbone_L{len(trace)}_{k}.pdb", trace)
-                written += 1
+                records.append((f"backbone_L{len(trace)}_{k}", trace))
+            written += task.write(records, out)
     except ValueError as err:  # non-finite or out-of-range coordinates
         print(f"qdiff sample backbones: {err}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from .arguments import positive_int
-from .sampler_options import add_sampler_arguments, sampler_from_arguments
+from .sampler_options import add_sampler_arguments, load_model, sampler_from_arguments
 
 FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
 STDOUT = "-"
@@ -57,53 +57,17 @@ def register(kinds) -> None:
     p.set_defaults(func=run)
 
 
-def _rdkit_record(z, pos, props: dict):
-    """A sanitised molecule with table bonds, else the bare atoms; properties attached."""
-    from ..metrics.molecules import build_molecule, xyz_molecule
-
-    mol = build_molecule(z, pos, "table")
-    if mol is None:
-        mol = xyz_molecule(z, pos).GetMol()
-        mol.UpdatePropertyCache(strict=False)
-    for key, value in props.items():
-        mol.SetProp(key, str(value))
-    return mol
-
-
-def write_molecules(path: str | Path, molecules, props: list[dict], fmt: str) -> None:
-    """Write (Z, positions) molecules as ``fmt`` ('sdf' or 'xyz', extended XYZ) through
-    :func:`~quotient_diffusion.output.open_output` (atomic; ``-``: stdout)."""
-    from ..output import open_output
-
-    with open_output(path, "w") as fh:
-        if fmt == "sdf":
-            from rdkit import Chem
-
-            writer = Chem.SDWriter(fh)
-            for k, ((z, pos), p) in enumerate(zip(molecules, props)):
-                mol = _rdkit_record(z, pos, p)
-                mol.SetProp("_Name", f"sample_{k}")
-                writer.write(mol)
-            writer.close()
-        else:
-            from ase import Atoms
-            from ase.io import write
-
-            frames = [Atoms(numbers=z, positions=pos, info=dict(p)) for (z, pos), p in
-                      zip(molecules, props)]
-            write(fh, frames, format="extxyz")
-
-
-def _scored(molecules, args: argparse.Namespace, sampler: str) -> tuple[list[dict], dict, dict]:
-    """Per-molecule properties (stable, valid, smiles, seed, sampler), stability, validity."""
+def _scored(molecules, args: argparse.Namespace, sampler: str) -> tuple[list[tuple], dict, dict]:
+    """(Z, positions, properties) records (stable, valid, smiles, seed, sampler), stability,
+    validity."""
     from ..metrics.molecules import flatten, stability, validity
 
     stab = stability(*flatten(molecules))
     val = validity(molecules)
-    props = [{"stable": int(s), "valid": int(smi is not None), "smiles": smi or "",
-              "seed": args.seed, "sampler": sampler}
-             for s, smi in zip(stab["molecule_stable"], val["smiles"])]
-    return props, stab, val
+    records = [(z, pos, {"stable": int(s), "valid": int(smi is not None), "smiles": smi or "",
+                         "seed": args.seed, "sampler": sampler})
+               for (z, pos), s, smi in zip(molecules, stab["molecule_stable"], val["smiles"])]
+    return records, stab, val
 
 
 def _output_format(args: argparse.Namespace) -> str | None:
@@ -128,54 +92,32 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..metrics.molecules import uniqueness_novelty
-    from ..tasks import load_trained_model
-    from ..tasks.denovo import (
-        DEFAULT_SAMPLER,
-        DenovoTask,
-        default_checkpoint,
-        draw_atom_counts,
-        sample_molecule_batches,
-    )
+    from ..tasks import generate
+    from ..tasks.denovo import DEFAULT_SAMPLER, DenovoTask, draw_atom_counts
 
     sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before loading
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-        if not checkpoint.is_file():
-            print(f"qdiff sample molecules: no bundled de novo model ({checkpoint}); pass "
-                  "--checkpoint", file=sys.stderr)
-            return 2
-    try:
-        model, config = load_trained_model(checkpoint)
-    except (OSError, ValueError) as err:
-        print(f"qdiff sample molecules: cannot load the model: {err}", file=sys.stderr)
-        return 2
-    if config.task.name != DenovoTask.name:
-        print(f"qdiff sample molecules: cannot load the model: {checkpoint} was trained "
-              f"for task {config.task.name!r}, not {DenovoTask.name!r}", file=sys.stderr)
-        return 2
+    task, model = load_model(args.checkpoint, DenovoTask.name, "de novo")
     if args.num_atoms is not None:
         counts = np.full(args.num_molecules, args.num_atoms)
     else:
-        counts = draw_atom_counts(DenovoTask(config).atom_count_histogram(), args.num_molecules,
-                                  args.seed)
+        counts = draw_atom_counts(task.atom_count_histogram(), args.num_molecules, args.seed)
     t0 = time.perf_counter()
     molecules, interrupted = [], False
     try:
-        for batch in sample_molecule_batches(model, counts, sampler, args.seed, args.batch_size):
-            molecules.extend(batch)
+        for batch in generate(task, model, counts, sampler, args.seed,
+                              batch_size=args.batch_size):
+            molecules.extend(molecule for _, molecule in batch)
     except KeyboardInterrupt:
         interrupted = True
     elapsed = time.perf_counter() - t0
     if interrupted:
         if molecules:
-            props = _scored(molecules, args, sampler.label())[0]
-            write_molecules(args.output, molecules, props, fmt)
+            task.write(_scored(molecules, args, sampler.label())[0], args.output, fmt)
         print(f"interrupted: wrote {len(molecules)} of {len(counts)} molecules to "
               f"{args.output}", file=sys.stderr)
         return 130
-    props, stab, val = _scored(molecules, args, sampler.label())
-    write_molecules(args.output, molecules, props, fmt)
+    records, stab, val = _scored(molecules, args, sampler.label())
+    task.write(records, args.output, fmt)
     uniq = uniqueness_novelty(val["smiles"])
     print(f"wrote {len(molecules)} molecules to {args.output} "
           f"({1000 * elapsed / len(molecules):.1f} ms per molecule); atom stability "

@@ -1,4 +1,5 @@
-"""The sampler options every sampling subcommand shares, and the config they make."""
+"""What every sampling subcommand shares: the sampler options and the config they make, and
+loading the model of ``--checkpoint`` (or the task's bundled one)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,18 @@ def sampler_from_arguments(args: argparse.Namespace, ode_default=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     return config
+
+
+def load_model(checkpoint: str | None, task: str, noun: str):
+    """(task, model) of :func:`~quotient_diffusion.tasks.load` for ``--checkpoint``, or the
+    bundled model of ``task`` when it is None; an :class:`InputError` (one line, exit code 2)
+    when there is none (``noun`` names the model) or it cannot be loaded."""
+    from ..tasks.loading import checkpoint_path, load
+
+    path = checkpoint_path(checkpoint, task)
+    if checkpoint is None and not path.is_file():
+        raise InputError(f"no bundled {noun} model ({path}); pass --checkpoint")
+    try:
+        return load(path, task)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load the model: {err}") from None

@@ -264,7 +264,8 @@ def sample(
     dpm = _dpm_steps(interpolant, grid) if config.solver == "dpm2m" else []
     history: tuple[float, torch.Tensor, torch.Tensor | None] | None = None  # (h, D~, D~_h)
     steps = range(config.steps)
-    for k in tqdm(steps, desc=f"sampling ({config.method})", disable=not config.progress):
+    for k in tqdm(steps, desc=f"sampling ({config.method})", disable=not config.progress,
+                  leave=False):
         t0, t1 = float(grid[k]), float(grid[k + 1])
         dt = t1 - t0
         dx, dh, aux = fields(x, h, t0)

@@ -104,7 +104,7 @@ def secondary_structure(traces: Traces) -> dict:
     """Fractions of residues that P-SEA assigns to helix, strand and coil."""
     import biotite.structure as struc
 
-    from ..proteins.io import ca_atom_array
+    from ..data.pdb import ca_atom_array
 
     sse = np.concatenate([struc.annotate_sse(ca_atom_array(x)) for x in traces])
     return {

@@ -43,18 +43,24 @@ Networks: any of :mod:`quotient_diffusion.nn` ('egnn', 'e3nn'; 'transformer' wit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..data import Graph
+from ..data.pdb import write_ca_pdb
 from ..data.proteins import ProteinChain, load_protein_splits
+from ..diffusion import SamplerConfig
 from ..training.validation import ConfigError, check_options
 from .base import Task
 from .chain_geometry import AUX_DEFAULTS, AUX_OPTIONS, ChainGeometryLoss
+from .sampling import generate_all
 
 __all__ = [
     "BackboneTask",
+    "BackboneOptions",
     "ChainGeometryLoss",
     "BackboneGraphs",
     "crop_start",
@@ -186,70 +192,83 @@ class BackboneGraphs(Sequence):
         return [self._graph(i, draws.get(k)) for k, i in enumerate(indices)]
 
 
+@dataclass(frozen=True)
+class BackboneOptions:
+    """The task options of the module docstring; ``aux_loss`` comes out with its defaults
+    filled in."""
+
+    min_length: int = 50
+    max_length: int = 256
+    cache_dir: str | None = None
+    split_seed: int = 0
+    neighbours: int = 16
+    window: int = 8
+    quality_chains: int = 4
+    crop: bool = False
+    noise_levels_per_chain: int = 1
+    aux_loss: dict | None = None
+
+    def __post_init__(self):
+        if not 1 <= self.min_length <= self.max_length:
+            raise ConfigError("task.options: need 1 <= min_length <= max_length, got "
+                              f"{self.min_length} and {self.max_length}")
+        if self.noise_levels_per_chain < 1:
+            raise ConfigError("task.options.noise_levels_per_chain: must be at least 1, got "
+                              f"{self.noise_levels_per_chain}")
+        if self.aux_loss is None:
+            return
+        check_options("task.options.aux_loss", self.aux_loss, AUX_OPTIONS, "aux loss key(s):")
+        aux = {**AUX_DEFAULTS, **self.aux_loss}
+        for key in ("ca_ca", "ca_i2", "pairs"):
+            if aux[key] < 0:
+                raise ConfigError(f"task.options.aux_loss.{key}: must not be negative, "
+                                  f"got {aux[key]}")
+        if not 0 <= aux["t_min"] <= 1:
+            raise ConfigError(f"task.options.aux_loss.t_min: must lie in [0, 1], got "
+                              f"{aux['t_min']}")
+        if aux["pair_cutoff"] <= 0:
+            raise ConfigError("task.options.aux_loss.pair_cutoff: must be positive, got "
+                              f"{aux['pair_cutoff']}")
+        object.__setattr__(self, "aux_loss", aux)
+
+
 class BackboneTask(Task):
-    """DB5.5 chains (family split) as C-alpha graphs; see the module docstring."""
+    """DB5.5 chains (family split) as C-alpha graphs; see the module docstring.
+    :meth:`prepare` takes chain lengths, records are centred (L, 3) traces in Angstrom, and
+    :meth:`write` writes them as PDB files."""
 
     name = "backbones"
-    OPTIONS = {"min_length": int, "max_length": int, "cache_dir": str | None, "split_seed": int,
-               "neighbours": int, "window": int, "quality_chains": int, "crop": bool,
-               "noise_levels_per_chain": int, "aux_loss": dict | None}
+    Options = BackboneOptions
+    bundled = "backbones.pt"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self._options()  # a ConfigError for bad values now, when the task is built
+    def prepare(self, lengths: Sequence[int]) -> list[Graph]:
+        if any(n < 2 for n in lengths):
+            raise ValueError("chain lengths must be at least 2")
+        return [backbone_graph(None, n) for n in lengths]
 
-    def _options(self) -> dict:
-        o = self.config.task.options
-        options = {
-            "min_length": o.get("min_length", 50),
-            "max_length": o.get("max_length", 256),
-            "cache_dir": o.get("cache_dir"),
-            "split_seed": o.get("split_seed", 0),
-            "neighbours": o.get("neighbours", 16),
-            "window": o.get("window", 8),
-            "crop": o.get("crop", False),
-            "noise_levels_per_chain": o.get("noise_levels_per_chain", 1),
-            "aux_loss": None,
-        }
-        if not 1 <= options["min_length"] <= options["max_length"]:
-            raise ConfigError("task.options: need 1 <= min_length <= max_length, got "
-                              f"{options['min_length']} and {options['max_length']}")
-        if options["noise_levels_per_chain"] < 1:
-            raise ConfigError("task.options.noise_levels_per_chain: must be at least 1, got "
-                              f"{options['noise_levels_per_chain']}")
-        aux = o.get("aux_loss")
-        if aux is not None:
-            check_options("task.options.aux_loss", aux, AUX_OPTIONS, "aux loss key(s):")
-            aux = {**AUX_DEFAULTS, **aux}
-            for key in ("ca_ca", "ca_i2", "pairs"):
-                if aux[key] < 0:
-                    raise ConfigError(f"task.options.aux_loss.{key}: must not be negative, "
-                                      f"got {aux[key]}")
-            if not 0 <= aux["t_min"] <= 1:
-                raise ConfigError("task.options.aux_loss.t_min: must lie in [0, 1], got "
-                                  f"{aux['t_min']}")
-            if aux["pair_cutoff"] <= 0:
-                raise ConfigError("task.options.aux_loss.pair_cutoff: must be positive, got "
-                                  f"{aux['pair_cutoff']}")
-            options["aux_loss"] = aux
-        return options
+    def write(self, records: Sequence[tuple[str, np.ndarray]], path: str | Path) -> int:
+        """``(name, trace)`` records as ``path/<name>.pdb`` (C-alpha ``ATOM`` records, glycine,
+        chain A); ValueError for coordinates a PDB file cannot hold."""
+        for name, trace in records:
+            write_ca_pdb(Path(path) / f"{name}.pdb", trace)
+        return len(records)
 
     def splits(self):
         """The processed chains (:class:`quotient_diffusion.data.proteins.ProteinSplits`)."""
-        o = self._options()
-        return load_protein_splits(self.config.task.data_dir, o["cache_dir"], o["split_seed"])
+        o = self.options
+        return load_protein_splits(self.config.task.data_dir, o.cache_dir, o.split_seed)
 
     def _kept(self, chains: Sequence[ProteinChain]) -> list[ProteinChain]:
         """The chains the model sees: at least ``min_length`` residues, and at most
         ``max_length`` unless ``crop``."""
-        o = self._options()
-        return [c for c in chains if o["min_length"] <= len(c)
-                and (o["crop"] or len(c) <= o["max_length"])]
+        o = self.options
+        return [c for c in chains if o.min_length <= len(c)
+                and (o.crop or len(c) <= o.max_length)]
 
     def datasets(self) -> tuple[BackboneGraphs, BackboneGraphs]:
-        o = self._options()
+        o = self.options
         splits = self.splits()
-        window = o["max_length"] if o["crop"] else None
+        window = o.max_length if o.crop else None
         train = self._kept(splits.train)[: self.config.task.limit]
         return BackboneGraphs(train, window), BackboneGraphs(self._kept(splits.val), window)
 
@@ -261,15 +280,15 @@ class BackboneTask(Task):
         ``window_residues`` (the residues of one draw of every kept chain: its length, or
         ``max_length`` when cropped); plus ``residues_per_step`` (batch size x noise levels x
         the mean window of the training chains) and the options that decide it."""
-        o = self._options()
+        o = self.options
         splits = splits if splits is not None else self.splits()
-        m = o["max_length"]
-        out: dict = {key: o[key] for key in ("min_length", "max_length", "crop",
+        m = o.max_length
+        out: dict = {key: getattr(o, key) for key in ("min_length", "max_length", "crop",
                                              "noise_levels_per_chain")}
         for name in ("train", "val", "test"):
             chains = getattr(splits, name)
             lengths = np.array([len(c) for c in chains], dtype=int)
-            kept = np.array([o["min_length"] <= n and (o["crop"] or n <= m) for n in lengths],
+            kept = np.array([o.min_length <= n and (o.crop or n <= m) for n in lengths],
                             dtype=bool)
             if name == "train" and self.config.task.limit is not None:
                 kept &= np.cumsum(kept) <= self.config.task.limit
@@ -278,23 +297,23 @@ class BackboneTask(Task):
                 "chains": len(chains), "residues": int(lengths.sum()),
                 "kept_chains": int(kept.sum()), "kept_residues": int(lengths[kept].sum()),
                 "cropped_chains": int((lengths[kept] > m).sum()),
-                "dropped_short": int((lengths < o["min_length"]).sum()),
-                "dropped_long": 0 if o["crop"] else int((lengths > m).sum()),
+                "dropped_short": int((lengths < o.min_length).sum()),
+                "dropped_long": 0 if o.crop else int((lengths > m).sum()),
                 "window_residues": int(window.sum()),
             }
         train = out["train"]
         mean_window = train["window_residues"] / max(train["kept_chains"], 1)
-        out["residues_per_step"] = (self.config.optim.batch_size * o["noise_levels_per_chain"]
+        out["residues_per_step"] = (self.config.optim.batch_size * o.noise_levels_per_chain
                                     * mean_window)
         return out
 
     def auxiliary_loss(self) -> ChainGeometryLoss | None:
         """The local-geometry loss of ``aux_loss`` (:mod:`~.chain_geometry`), or None."""
-        aux = self._options()["aux_loss"]
+        aux = self.options.aux_loss
         return None if aux is None else ChainGeometryLoss(COORD_SCALE, **aux)
 
     def noise_levels(self) -> int:
-        return self._options()["noise_levels_per_chain"]
+        return self.options.noise_levels_per_chain
 
     def coord_scale(self) -> float:
         return COORD_SCALE
@@ -304,13 +323,12 @@ class BackboneTask(Task):
         """Consecutive CA-CA distances of ``quality_chains`` sampled chains (default 4; ODE,
         100 steps) with the lengths of the first validation chains: fraction within 0.2 A of
         3.80 A, and their mean."""
-        from ..diffusion import SamplerConfig
         from ..metrics.proteins import bond_statistics
-        from ..proteins.generate import generate_backbones
 
-        count = min(self.config.task.options.get("quality_chains", 4), len(graphs))
+        count = min(self.options.quality_chains, len(graphs))
         lengths = [graphs[i].pos.shape[0] for i in range(count)]
-        traces = generate_backbones(model, lengths, SamplerConfig(steps=100), seed)
+        traces = generate_all(self, model, lengths, SamplerConfig(steps=100), seed,
+                              batch_size=16)
         stats = bond_statistics(traces, tolerance=0.2)
         return {"val_ca_ca_within_0.2": stats["ca_ca_ideal_fraction"],
                 "val_ca_ca_mean": stats["ca_ca_mean"]}
@@ -318,8 +336,8 @@ class BackboneTask(Task):
     def build_network(self) -> torch.nn.Module:
         from ..nn import get_network
 
-        m, o = self.config.model, self._options()
+        m, o = self.config.model, self.options
         network = get_network(m.network, in_features=NODE_FEATURES, out_features=0,
                               hidden=m.hidden, layers=m.layers, edge_features=EDGE_FEATURES,
                               **m.network_options)
-        return ChainGraphNetwork(network, o["neighbours"], o["window"])
+        return ChainGraphNetwork(network, o.neighbours, o.window)

@@ -1,34 +1,52 @@
-"""What a task gives the training loop: data sets of graphs and the model to train on them."""
+"""What a task is: for training, its typed options, data sets of graphs and the model to train on
+them; for inference, :meth:`Task.prepare` (inputs -> graphs to sample), :meth:`Task.postprocess`
+(a sampled batch -> records) and :meth:`Task.write` (records -> a file), which
+:func:`~.sampling.generate` and the sampling commands use."""
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from ..data import Graph, collate
+from ..data import Graph, GraphBatch, collate
 from ..diffusion import AuxiliaryLoss, DiffusionModel, get_interpolant, get_treatment
 from ..groups import get_group
 from ..training.config import TrainConfig
+from ..training.validation import check_options
 
-__all__ = ["Task", "VALIDATION_TIMES"]
+__all__ = ["Task", "NoOptions", "VALIDATION_TIMES"]
 
 #: noise levels at which the validation error is reported (t = 1: data)
 VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a task that reads none."""
+
+
 class Task(ABC):
-    """A family of data and models. Subclasses set ``name`` and ``OPTIONS`` and implement the
-    two methods."""
+    """A family of data and models. Subclasses set ``name`` and ``Options`` and implement the
+    two abstract methods; a task that samples also implements :meth:`prepare` (and
+    :meth:`postprocess` and :meth:`write` where the defaults do not fit)."""
 
     name: str = "task"
-    #: the ``task.options`` the task reads, name -> type (:func:`~.registry.get_task` refuses
-    #: any other)
-    OPTIONS: dict[str, object] = {}
+    #: the dataclass of the ``task.options`` the task reads, with their types and defaults; any
+    #: other key, or a value of the wrong type, is a ConfigError naming the known ones
+    Options: type = NoOptions
+    #: file name of the task's model in quotient_diffusion/checkpoints/ (None: none ships)
+    bundled: str | None = None
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        check_options("task.options", config.task.options, typing.get_type_hints(self.Options),
+                      f"option(s) for task {self.name!r}:")
+        self.options = self.Options(**config.task.options)
 
     @abstractmethod
     def datasets(self) -> tuple[Sequence[Graph], Sequence[Graph]]:
@@ -37,6 +55,22 @@ class Task(ABC):
     @abstractmethod
     def build_network(self) -> torch.nn.Module:
         """The denoiser network, sized from ``self.config.model``."""
+
+    def prepare(self, inputs: Sequence) -> list[Graph]:
+        """One graph to sample per input (its ``pos`` is ignored)."""
+        raise NotImplementedError(f"task {self.name!r} does not sample")
+
+    def postprocess(
+        self, batch: GraphBatch, pos: torch.Tensor, features: torch.Tensor | None
+    ) -> list:
+        """One record per graph of a sampled batch: by default its coordinates (Angstrom) as a
+        float64 array."""
+        sizes = batch.num_nodes_per_graph.tolist()
+        return [x.double().numpy() for x in torch.split(pos, sizes)]
+
+    def write(self, records: Sequence, path: str | Path) -> int:
+        """Write records to ``path``; returns how many were written."""
+        raise NotImplementedError(f"task {self.name!r} writes no files")
 
     def feature_dim(self) -> int:
         """Number of diffused node features (0: coordinates only)."""

@@ -22,6 +22,7 @@ and run unchanged; ``qdiff train --init-from`` extends such a model to a stereo 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,8 +46,8 @@ from ..nn.stereo import CHIRAL_INDEX, CHIRAL_SIGN, PAIR_STEREO, StereoInputs, ch
 from ..scatter import scatter_sum
 from .base import Task
 
-__all__ = ["ConformerTask", "ConformerDataset", "molecule_graph", "geom_qm9_test_smiles",
-           "canonical_no_stereo", "stereo_extras"]
+__all__ = ["ConformerTask", "ConformerOptions", "ConformerDataset", "molecule_graph",
+           "geom_qm9_test_smiles", "canonical_no_stereo", "stereo_extras"]
 
 GEOM_QM9_TEST = "geom_qm9/test_smiles_corrected.csv"
 #: per-coordinate root mean square of centred QM9 training geometries with hydrogens
@@ -138,18 +139,32 @@ class ConformerDataset(Sequence):
         return molecule_graph(feats, self.qm9.positions_of(entry), stereo)
 
 
+@dataclass(frozen=True)
+class ConformerOptions:
+    exclude_geom_test: bool = True
+    num_val: int = 512
+    quality_molecules: int = 64
+    stereo: bool = False
+
+
 class ConformerTask(Task):
     name = "conformers"
-    OPTIONS = {"exclude_geom_test": bool, "num_val": int, "quality_molecules": int,
-               "stereo": bool}
+    Options = ConformerOptions
+    bundled = "conformers_qm9.pt"
 
     @property
     def stereo(self) -> bool:
         """Whether the model takes stereo inputs (task option ``stereo``)."""
-        return bool(self.config.task.options.get("stereo", False))
+        return self.options.stereo
+
+    def prepare(self, mols: Sequence) -> list[Graph]:
+        """The graph of each RDKit molecule (explicit hydrogens); for a stereo model with the
+        molecule's requested stereo as its input."""
+        return [molecule_graph(featurize(mol), None, stereo_features(mol) if self.stereo else None)
+                for mol in mols]
 
     def _excluded_entries(self, qm9) -> np.ndarray:
-        if not self.config.task.options.get("exclude_geom_test", True):
+        if not self.options.exclude_geom_test:
             return np.zeros(len(qm9), dtype=bool)
         test = {canonical_no_stereo(s) for s in geom_qm9_test_smiles(self.config.task.data_dir)}
         test.discard(None)
@@ -166,8 +181,7 @@ class ConformerTask(Task):
         train = np.random.RandomState(0).permutation(train)
         if self.config.task.limit:
             train = train[: self.config.task.limit]
-        num_val = self.config.task.options.get("num_val", 512)
-        val = np.random.RandomState(1).permutation(val)[:num_val]
+        val = np.random.RandomState(1).permutation(val)[: self.options.num_val]
         return (ConformerDataset(qm9, train, self.stereo),
                 ConformerDataset(qm9, val, self.stereo))
 
@@ -183,8 +197,7 @@ class ConformerTask(Task):
         best RMSD of one conformer). A stereo model also reports ``val_chiral_ok``, the fraction
         of tetrahedral centres the raw sample realises (chi > 0, :mod:`~..nn.stereo`; about one
         half for a mirror-symmetric model)."""
-        count = self.config.task.options.get("quality_molecules", 64)
-        graph = collate(graphs[:count])
+        graph = collate(graphs[: self.options.quality_molecules])
         pos, _ = model.sample(graph, SamplerConfig(steps=50),
                               torch.Generator().manual_seed(seed))
         ref = graph.pos.to(pos.dtype)

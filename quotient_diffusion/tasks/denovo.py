@@ -23,21 +23,24 @@ training molecules of a fixed shuffle.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from ..data import Graph, collate
+from ..data import Graph
 from ..diffusion import DiffusionModel, SamplerConfig
 from ..metrics.molecules import ATOMIC_NUMBERS
-from ..output import atomic_write_text
+from ..output import atomic_write_text, open_output
+from ..training.config import TaskConfig, TrainConfig
 from .base import Task
+from .sampling import generate_all
 
-__all__ = ["DenovoTask", "MoleculeSet", "g2_molecules", "generate_molecules",
-           "sample_molecule_batches", "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles",
-           "default_checkpoint", "DEFAULT_SAMPLER"]
+__all__ = ["DenovoTask", "DenovoOptions", "MoleculeSet", "g2_molecules", "generate_molecules",
+           "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles", "DEFAULT_SAMPLER"]
 
 NUM_TYPES = len(ATOMIC_NUMBERS)
 #: the ODE sampler of ``qdiff sample molecules`` unless told otherwise: 50 Euler steps on the
@@ -85,29 +88,68 @@ class MoleculeSet(Sequence):
                      node_attr=torch.zeros(n, 0), extras={"features": feats})
 
 
-class DenovoTask(Task):
-    name = "denovo_qm9"
-    OPTIONS = {"source": str, "feature_scale": float, "charges": bool, "num_val": int,
-               "quality_molecules": int}
+@dataclass(frozen=True)
+class DenovoOptions:
+    source: Literal["qm9", "g2"] = "qm9"
+    feature_scale: float = 0.25
+    charges: bool = False
+    num_val: int = 256
+    quality_molecules: int = 64
 
-    @property
-    def _options(self) -> dict:
-        return self.config.task.options
+
+class DenovoTask(Task):
+    """De novo molecules; :meth:`prepare` takes atom counts, :meth:`postprocess` gives
+    (Z (n,), positions (n, 3) Angstrom, centred) per molecule and :meth:`write` SDF or
+    extended XYZ."""
+
+    name = "denovo_qm9"
+    Options = DenovoOptions
+    bundled = "denovo_qm9.pt"
+
+    def prepare(self, counts: Sequence[int]) -> list[Graph]:
+        return [Graph(pos=torch.zeros(n, 3), node_attr=torch.zeros(n, 0))
+                for n in (int(c) for c in counts)]
+
+    def postprocess(self, batch, pos, features) -> list[tuple[np.ndarray, np.ndarray]]:
+        z = np.asarray(ATOMIC_NUMBERS)[features[:, :NUM_TYPES].argmax(-1).numpy()]
+        x = pos.double().numpy()
+        bounds = np.cumsum([0] + batch.num_nodes_per_graph.tolist())
+        return [(z[a:b], x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def write(self, records: Sequence[tuple], path: str | Path, fmt: str = "sdf") -> int:
+        """``(Z, positions, properties)`` records as ``fmt`` ('sdf': bonds from EDM's table,
+        the bare atoms where they do not sanitise; 'xyz': extended XYZ, the properties in each
+        frame's comment line), through :func:`~quotient_diffusion.output.open_output` (atomic;
+        ``-``: stdout)."""
+        with open_output(path, "w") as fh:
+            if fmt == "sdf":
+                from rdkit import Chem
+
+                writer = Chem.SDWriter(fh)
+                for k, (z, pos, props) in enumerate(records):
+                    mol = _rdkit_record(z, pos, props)
+                    mol.SetProp("_Name", f"sample_{k}")
+                    writer.write(mol)
+                writer.close()
+            else:
+                from ase import Atoms
+                from ase.io import write
+
+                frames = [Atoms(numbers=z, positions=pos, info=dict(props))
+                          for z, pos, props in records]
+                write(fh, frames, format="extxyz")
+        return len(records)
 
     def _make_set(self, get, count: int) -> MoleculeSet:
-        return MoleculeSet(get, count, self._options.get("feature_scale", 0.25),
-                           bool(self._options.get("charges", False)))
+        return MoleculeSet(get, count, self.options.feature_scale, self.options.charges)
 
     def _entries(self) -> tuple[object, np.ndarray, np.ndarray]:
         """(source object, training indices, validation indices)."""
-        source = self._options.get("source", "qm9")
-        num_val = self._options.get("num_val", 256)
-        if source == "g2":
+        num_val = self.options.num_val
+        if self.options.source == "g2":
             mols = g2_molecules()
             order = np.random.RandomState(0).permutation(len(mols))
             return mols, order, order[: min(num_val, 16)]
-        if source != "qm9":
-            raise ValueError(f"unknown source {source!r}; choose 'qm9' or 'g2'")
         from ..data.qm9 import load_qm9
 
         qm9 = load_qm9()
@@ -140,7 +182,7 @@ class DenovoTask(Task):
         return counts / counts.sum()
 
     def feature_dim(self) -> int:
-        return NUM_TYPES + int(bool(self._options.get("charges", False)))
+        return NUM_TYPES + int(self.options.charges)
 
     def sigma_data(self) -> float:
         from .conformers import QM9_SIGMA_DATA
@@ -150,7 +192,7 @@ class DenovoTask(Task):
     def sigma_data_features(self) -> float:
         """RMS of the scaled one-hot types: each atom has one entry ``feature_scale`` among
         NUM_TYPES (the optional charge channel is left out of the estimate)."""
-        return self._options.get("feature_scale", 0.25) / NUM_TYPES**0.5
+        return self.options.feature_scale / NUM_TYPES**0.5
 
     @torch.no_grad()
     def quality(self, model: DiffusionModel, graphs, seed: int = 0) -> dict:
@@ -158,9 +200,9 @@ class DenovoTask(Task):
         ODE, 50 steps) with the atom counts of the first validation molecules."""
         from ..metrics.molecules import flatten, stability
 
-        count = min(self._options.get("quality_molecules", 64), len(graphs))
+        count = min(self.options.quality_molecules, len(graphs))
         sizes = [graphs[i].pos.shape[0] for i in range(count)]
-        molecules = generate_molecules(model, sizes, SamplerConfig(steps=50), seed)
+        molecules = generate_all(self, model, sizes, SamplerConfig(steps=50), seed)
         stab = stability(*flatten(molecules))
         return {"val_atom_stability": float(stab["atom_stable"].mean()),
                 "val_molecule_stability": float(stab["molecule_stable"].mean())}
@@ -174,41 +216,10 @@ class DenovoTask(Task):
                            layers=m.layers, **m.network_options)
 
 
-def default_checkpoint() -> Path:
-    """The de novo QM9 model that ships inside the package (the path even where it is absent)."""
-    from .loading import bundled_checkpoint
-
-    return bundled_checkpoint("denovo_qm9.pt")
-
-
 def draw_atom_counts(histogram: np.ndarray, num: int, seed: int = 0) -> np.ndarray:
     """``num`` atom counts drawn i.i.d. from a histogram p[n]."""
     rng = np.random.default_rng(seed)
     return rng.choice(len(histogram), size=num, p=histogram)
-
-
-@torch.no_grad()
-def sample_molecule_batches(
-    model: DiffusionModel,
-    counts: Sequence[int],
-    sampler: SamplerConfig | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
-    """Sample one molecule per entry of ``counts`` (its number of atoms), ``batch_size`` at a
-    time from one seeded generator; yields each batch as soon as it is finished, as a list of
-    (Z (n,), positions (n, 3) Angstrom, centred)."""
-    gen = torch.Generator().manual_seed(seed)
-    model.eval()
-    counts = [int(c) for c in counts]
-    for start in range(0, len(counts), batch_size):
-        sizes = counts[start : start + batch_size]
-        graph = collate([Graph(pos=torch.zeros(n, 3), node_attr=torch.zeros(n, 0)) for n in sizes])
-        x, h = model.sample(graph, sampler, gen)
-        z = np.asarray(ATOMIC_NUMBERS)[h[:, :NUM_TYPES].argmax(-1).numpy()]
-        x = x.double().numpy()
-        bounds = np.cumsum([0] + sizes)
-        yield [(z[a:b], x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def generate_molecules(
@@ -218,9 +229,24 @@ def generate_molecules(
     seed: int = 0,
     batch_size: int = 256,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """All the molecules of :func:`sample_molecule_batches` in one list."""
-    batches = sample_molecule_batches(model, counts, sampler, seed, batch_size)
-    return [molecule for batch in batches for molecule in batch]
+    """One molecule (Z, positions) per entry of ``counts`` (its number of atoms) from a de novo
+    model, by :func:`~.sampling.generate_all` (any options: the records do not depend on
+    them)."""
+    task = DenovoTask(TrainConfig(task=TaskConfig(name=DenovoTask.name)))
+    return generate_all(task, model, counts, sampler, seed, batch_size=batch_size)
+
+
+def _rdkit_record(z, pos, props: dict):
+    """A sanitised molecule with table bonds, else the bare atoms; properties attached."""
+    from ..metrics.molecules import build_molecule, xyz_molecule
+
+    mol = build_molecule(z, pos, "table")
+    if mol is None:
+        mol = xyz_molecule(z, pos).GetMol()
+        mol.UpdatePropertyCache(strict=False)
+    for key, value in props.items():
+        mol.SetProp(key, str(value))
+    return mol
 
 
 def qm9_molecules(qm9, entries: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:

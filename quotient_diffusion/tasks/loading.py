@@ -1,7 +1,8 @@
 """Rebuilding a trained model from a checkpoint written by ``quotient_diffusion.training.train``.
 
 The checkpoint's config names the task, and the task builds the network; the weights are then
-loaded into it. This lives above the training layer because it needs the tasks.
+loaded into it. :func:`load` is the one way to do it: every front end and sampling command uses
+it. This lives above the training layer because it needs the tasks.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import TrainConfig
 from ..training.loop import upgrade_config
 from ..training.validation import ConfigError
-from .registry import get_task
+from .base import Task
+from .registry import TASKS, get_task
 
-__all__ = ["load_trained_model", "bundled_checkpoint"]
+__all__ = ["load", "load_trained_model", "bundled_checkpoint", "checkpoint_path"]
 
 
 def bundled_checkpoint(name: str) -> Path:
@@ -25,17 +27,32 @@ def bundled_checkpoint(name: str) -> Path:
     return Path(str(resources.files("quotient_diffusion") / "checkpoints" / name))
 
 
-def load_trained_model(
-    path: str | Path, use_ema: bool = True
-) -> tuple[DiffusionModel, TrainConfig]:
-    """The model of a training checkpoint (EMA weights by default, in eval mode) and its config;
-    :class:`~quotient_diffusion.training.CheckpointError` if the file does not hold one."""
+def checkpoint_path(checkpoint: str | Path | None, task: str | None = None) -> Path:
+    """``checkpoint`` as a path; None: the bundled model of ``task`` (its ``Task.bundled``)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    bundled = TASKS[task].bundled if task in TASKS else None
+    if bundled is None:
+        raise CheckpointError(f"no checkpoint given and no bundled model for task {task!r}")
+    return bundled_checkpoint(bundled)
+
+
+def load(
+    checkpoint: str | Path | None, expected_task: str | None = None, use_ema: bool = True
+) -> tuple[Task, DiffusionModel]:
+    """(task, model) of a training checkpoint (the bundled model of ``expected_task`` for None;
+    EMA weights by default; the model in eval mode). :class:`CheckpointError`, one line naming
+    the file, if it does not hold a model, or a model of another task than ``expected_task``."""
+    path = checkpoint_path(checkpoint, expected_task)
     weights = "ema" if use_ema else "model"
     state = load_checkpoint(path, ("config", weights))
     if not isinstance(state["config"], dict):
         raise CheckpointError(f"{path}: its config is a {type(state['config']).__name__}")
     try:
         config = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+        if expected_task is not None and config.task.name != expected_task:
+            raise CheckpointError(f"{path} is a model of task {config.task.name!r}, not "
+                                  f"{expected_task!r}")
         task = get_task(config)
     except ConfigError as err:
         raise CheckpointError(f"{path}: bad config in the checkpoint: {err}") from None
@@ -46,4 +63,12 @@ def load_trained_model(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: the weights do not fit its model ({first})") from None
     model.eval()
-    return model, config
+    return task, model
+
+
+def load_trained_model(
+    path: str | Path, use_ema: bool = True
+) -> tuple[DiffusionModel, TrainConfig]:
+    """(model, config) of :func:`load`, for any task."""
+    task, model = load(path, use_ema=use_ema)
+    return model, task.config

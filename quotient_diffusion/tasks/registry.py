@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..training.config import TrainConfig
-from ..training.validation import check_name, check_options
+from ..training.validation import check_name
 from .backbones import BackboneTask
 from .base import Task
 from .conformers import ConformerTask
@@ -19,11 +19,9 @@ TASKS: dict[str, type[Task]] = {
 
 
 def get_task(config: TrainConfig) -> Task:
-    """The task of ``config``, built on it. The task section is checked here, where the tasks
-    are known: a :class:`~quotient_diffusion.training.ConfigError` naming the key for an unknown
-    ``task.name`` or a ``task.options`` entry the task does not read (or of the wrong type)."""
+    """The task of ``config``, built on it: a :class:`~quotient_diffusion.training.ConfigError`
+    naming the key for an unknown ``task.name`` or (from the task, which reads its options
+    into its ``Options``) a ``task.options`` entry the task does not read or of the wrong
+    type."""
     check_name("task.name", config.task.name, TASKS)
-    task = TASKS[config.task.name]
-    check_options("task.options", config.task.options, task.OPTIONS,
-                  f"option(s) for task {task.name!r}:")
-    return task(config)
+    return TASKS[config.task.name](config)

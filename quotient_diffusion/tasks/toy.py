@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..data import Graph
 from ..diffusion.template_posterior import TemplateMixture
 from .base import Task
 
-__all__ = ["ToyTask"]
+__all__ = ["ToyTask", "ToyOptions"]
+
+
+@dataclass(frozen=True)
+class ToyOptions:
+    num_train: int = 512
+    num_val: int = 64
+    points: int = 6
+    templates: int = 3
 
 
 class ToyTask(Task):
-    """Options: num_train (default 512), num_val (64), points (6), templates (3)."""
-
     name = "toy"
-    OPTIONS = {"num_train": int, "num_val": int, "points": int, "templates": int}
+    Options = ToyOptions
 
     def _target(self) -> TemplateMixture:
-        o = self.config.task.options
-        return TemplateMixture.random(o.get("templates", 3), o.get("points", 6), 0.15, seed=0)
+        return TemplateMixture.random(self.options.templates, self.options.points, 0.15, seed=0)
 
     def datasets(self):
-        o = self.config.task.options
+        o = self.options
         target = self._target()
         n = target.num_points
 
@@ -30,7 +37,7 @@ class ToyTask(Task):
             x = target.sample(num, torch.Generator().manual_seed(seed)).float().view(num, n, 3)
             return [Graph(pos=p, node_attr=torch.ones(n, 1)) for p in x]
 
-        return graphs(o.get("num_train", 512), 1), graphs(o.get("num_val", 64), 2)
+        return graphs(o.num_train, 1), graphs(o.num_val, 2)
 
     def build_network(self):
         from ..nn import get_network

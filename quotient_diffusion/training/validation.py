@@ -6,8 +6,9 @@ section is checked without touching this module: ``int`` takes integers (not boo
 ``null``. Counts and rates are checked against the ranges in :data:`RANGES`. The free-form
 ``model.network_options`` are checked against the keyword parameters of the network's
 constructor (``quotient_diffusion.nn.NETWORKS``). The task section's name and options are
-checked by the layer above, which knows the tasks (``quotient_diffusion.tasks.get_task``, with
-:func:`check_name` and :func:`check_options`). Every failure is a :class:`ConfigError` whose
+checked by the layer above, which knows the tasks (``quotient_diffusion.tasks``, with
+:func:`check_name` and :func:`check_options`: each task reads its options into its ``Options``
+dataclass). Every failure is a :class:`ConfigError` whose
 one-line message names the key.
 """
 
