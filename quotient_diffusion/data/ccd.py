@@ -70,6 +70,15 @@ Atoms are stored heavy atoms first, then hydrogens, each in the CCD's order; bon
 atom numbers inside their molecule with Kekule orders 1, 2, 3. :meth:`CCD.molecule` rebuilds the
 RDKit molecule (hydrogens explicit, the experimental conformer, stereo from it) in that atom
 order, so ``molecule(i)`` and ``positions_of(i)`` agree atom by atom.
+
+Training targets (:func:`relax_ccd`): the experimental coordinates have noisy local geometry
+(docs/data.md, "Noise of the experimental single conformers"), so the conformer task trains on
+copies relaxed with MMFF94 while every heavy atom is held within :data:`RESTRAINT_A` of its
+place (:func:`restrained_relaxation`). They are computed once, in chunks, into a file beside the
+set's cache (:func:`relaxed_path`) that is rewritten atomically after every chunk, so an
+interrupted run resumes where it stopped; only the entries asked for are relaxed. A molecule
+MMFF cannot parameterise (or whose minimisation fails) keeps its experimental coordinates and
+is counted in ``failed``.
 """
 
 from __future__ import annotations
@@ -105,6 +114,10 @@ __all__ = [
     "scaffold_split",
     "murcko_scaffold",
     "canonical_smiles",
+    "RelaxedTargets",
+    "restrained_relaxation",
+    "relaxed_path",
+    "relax_ccd",
 ]
 
 CACHE_VERSION = 2  # 2: no ideal coordinates, int16 bonds
@@ -808,3 +821,127 @@ def load_ccd(data_dir=None, cache=None, refresh: bool = False, progress: bool = 
                      progress=progress)
     save_checkpoint(path, _to_plain(data))
     return data
+
+
+# ------------------------------------------------------------- restrained relaxed targets
+#: flat-bottom width of the heavy-atom restraint (A), its force constant (kcal/mol/A^2) and
+#: the iteration cap of the restrained MMFF94 relaxation (benchmarks/ccd_data.py's settings)
+RESTRAINT_A = 0.1
+RESTRAINT_K = 100.0
+RELAX_MAX_ITERS = 2000
+RELAX_VERSION = 1
+_RELAX_KEYS = ("positions", "done", "failed", "unconverged", "settings", "seconds")
+
+
+def restrained_relaxation(mol, tolerance: float = RESTRAINT_A, force: float = RESTRAINT_K,
+                          max_iters: int = RELAX_MAX_ITERS) -> tuple[np.ndarray, bool] | None:
+    """(positions (n, 3) float64, converged) of an MMFF94 minimisation of the molecule's
+    conformer with every heavy atom held within ``tolerance`` A of its start (flat-bottomed
+    restraint of constant ``force``); None where MMFF has no parameters."""
+    from rdkit import Chem
+    from rdkit.Chem import rdForceFieldHelpers as ff_helpers
+
+    mol = Chem.Mol(mol)  # the force field moves the conformer it is built on
+    props = ff_helpers.MMFFGetMoleculeProperties(mol)
+    if props is None:
+        return None
+    ff = ff_helpers.MMFFGetMoleculeForceField(mol, props)
+    if ff is None:
+        return None
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() > 1:
+            ff.MMFFAddPositionConstraint(atom.GetIdx(), tolerance, force)
+    ff.Initialize()
+    status = ff.Minimize(maxIts=max_iters)
+    return np.asarray(ff.Positions(), dtype=np.float64).reshape(-1, 3), status == 0
+
+
+@dataclass
+class RelaxedTargets:
+    """Restrained-relaxed coordinates of a :class:`CCD` set, in its atom order."""
+
+    positions: np.ndarray  # (A, 3) float32: relaxed where done and not failed, else experimental
+    done: np.ndarray  # (M,) bool: relaxation attempted
+    failed: np.ndarray  # (M,) bool: no MMFF parameters or a failed minimisation
+    unconverged: np.ndarray  # (M,) bool: stopped at the iteration cap (positions kept)
+    settings: dict  # restraint width, force constant, iteration cap, version
+    seconds: float  # relaxation time spent so far (all chunks)
+
+    def positions_of(self, data: CCD, i: int) -> np.ndarray:
+        return self.positions[data.atom_ptr[i] : data.atom_ptr[i + 1]]
+
+
+def relaxed_path(ccd_cache: Path) -> Path:
+    """The relaxed targets' file beside the set's cache file ``ccd_cache``."""
+    ccd_cache = Path(ccd_cache)
+    return ccd_cache.with_name(f"{ccd_cache.stem}.relaxed_v{RELAX_VERSION}.pt")
+
+
+def _relax_settings() -> dict:
+    return {"tolerance": RESTRAINT_A, "force": RESTRAINT_K, "max_iters": RELAX_MAX_ITERS,
+            "version": RELAX_VERSION}
+
+
+def _read_relaxed(path: Path, data: CCD) -> RelaxedTargets | None:
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path, _RELAX_KEYS)
+    except CheckpointError:
+        return None  # damaged: start again
+    if (state["settings"] != _relax_settings()
+            or tuple(state["positions"].shape) != data.positions.shape
+            or len(state["done"]) != len(data)):
+        return None
+    return RelaxedTargets(**{k: v.numpy() if isinstance(v, torch.Tensor) else v
+                             for k, v in state.items() if k in _RELAX_KEYS})
+
+
+def _write_relaxed(path: Path, r: RelaxedTargets) -> None:
+    save_checkpoint(path, {f.name: torch.from_numpy(np.ascontiguousarray(v))
+                           if isinstance(v, np.ndarray) else v
+                           for f in fields(RelaxedTargets) for v in [getattr(r, f.name)]})
+
+
+def relax_ccd(data: CCD, path: str | Path, entries=None, chunk: int = 500,
+              progress: bool = True) -> RelaxedTargets:
+    """The restrained-relaxed targets of ``data`` (see the module docstring), read from
+    ``path`` and completed there for ``entries`` (default: every molecule), ``chunk`` molecules
+    per atomic rewrite of the file; entries relaxed before are not redone."""
+    from rdkit import RDLogger
+    from tqdm.auto import tqdm
+
+    RDLogger.DisableLog("rdApp.*")
+    path = Path(path)
+    r = _read_relaxed(path, data)
+    if r is None:
+        m = len(data)
+        r = RelaxedTargets(positions=data.positions.copy(), done=np.zeros(m, bool),
+                           failed=np.zeros(m, bool), unconverged=np.zeros(m, bool),
+                           settings=_relax_settings(), seconds=0.0)
+    wanted = np.arange(len(data)) if entries is None else np.unique(np.asarray(entries, int))
+    todo = wanted[~r.done[wanted]]
+    if not len(todo):
+        return r
+    bar = tqdm(total=len(todo), desc="CCD: restrained MMFF relaxation", disable=not progress)
+    for start in range(0, len(todo), chunk):
+        began = time.perf_counter()
+        for i in todo[start : start + chunk]:
+            i = int(i)
+            try:
+                out = restrained_relaxation(data.molecule(i))
+            except Exception:  # RDKit raises for a few exotic valences: count, keep the start
+                out = None
+            s, e = data.atom_ptr[i], data.atom_ptr[i + 1]
+            if out is None or not np.isfinite(out[0]).all() or out[0].shape != (e - s, 3):
+                r.failed[i] = True
+            else:
+                r.positions[s:e] = out[0].astype(np.float32)
+                r.unconverged[i] = not out[1]
+            r.done[i] = True
+            bar.update(1)
+        r.seconds += time.perf_counter() - began
+        bar.set_postfix(failed=int(r.failed.sum()))
+        _write_relaxed(path, r)
+    bar.close()
+    return r

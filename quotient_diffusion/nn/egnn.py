@@ -140,6 +140,7 @@ class EGNN(FlatGraphNetwork):
             raise ValueError("chirality_push needs a stereo network (task option stereo: true)")
         self.stereo = stereo
         self.embed = nn.Linear(in_features + 1, hidden)
+        self.embed.fixed_trailing_inputs = 1  # the time (warm start: atom features grow)
         self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
         # d^2 of the layer, d^2 of the input, e_ij, RBF(d) of the layer, then the stereo scalars
         edge_scalars = 2 + edge_features + num_rbf + (STEREO_EDGE_SCALARS if stereo else 0)

@@ -132,6 +132,7 @@ class TensorProductNetwork(FlatGraphNetwork):
         super().__init__(in_features, out_features, edge_features, graph, k, cutoff)
         self.max_radius, self.num_basis = max_radius, num_basis
         self.embed = nn.Linear(in_features + 1, hidden)
+        self.embed.fixed_trailing_inputs = 1  # the time (warm start: atom features grow)
         irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.sh = o3.SphericalHarmonics(irreps_sh, normalize=False, normalization="component")
         irreps = o3.Irreps(f"{hidden}x0e")

@@ -102,6 +102,7 @@ class AtomTransformer(FlatGraphNetwork):
         self.rbf_width = max_radius / num_rbf
         self.time = LayerTimeEmbedding(time_features, hidden, layers) if time_features else None
         self.embed = nn.Linear(in_features + 4, hidden)
+        self.embed.fixed_trailing_inputs = 4  # time and position (warm start)
         self.pair = nn.Sequential(
             nn.Linear(num_rbf + edge_features, hidden), nn.SiLU(), nn.Linear(hidden, layers * heads)
         )

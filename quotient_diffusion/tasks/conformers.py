@@ -1,4 +1,5 @@
-"""Conformer generation on QM9: the molecular graph conditions, the coordinates are diffused.
+"""Conformer generation on QM9 or on the drug-like CCD set: the molecular graph conditions, the
+coordinates are diffused.
 
 Each molecule is a fully connected graph: atom features and pair features (bond type,
 topological distance) from :mod:`quotient_diffusion.chem.featurize`. The GEOM-QM9 test
@@ -7,8 +8,19 @@ RDKit canonical SMILES without stereochemistry.
 
 Options (``task.options``): ``exclude_geom_test`` (default true), ``num_val`` (default 512),
 ``quality_molecules`` (validation molecules sampled for the learning curve, default 64),
-``stereo`` (default false). ``task.limit`` caps the number of training molecules (the first
-ones of the EDM training split).
+``stereo`` (default false), ``source`` (``"qm9"``, the default, or ``"ccd"``), ``elements``
+(the element vocabulary of the atom features, :mod:`quotient_diffusion.chem.featurize`; default
+(null) H C N O F, which every model trained before it existed uses; ``["H", "C", "N", "O", "F",
+"S", "Cl", "Br"]`` for the CCD set) and ``relaxed_targets`` (CCD only, default true).
+``task.limit`` caps the number of training molecules (the first ones of a fixed shuffle of the
+training split).
+
+CCD (``source: "ccd"``, :mod:`quotient_diffusion.data.ccd`): the scaffold split's training and
+validation molecules (the test split is never read here). With ``relaxed_targets`` the targets
+are the restrained MMFF94 relaxations of the experimental coordinates (heavy atoms within 0.1 A,
+:func:`~quotient_diffusion.data.ccd.relax_ccd`), computed once for the molecules used and cached
+beside the set's cache; the experimental coordinates otherwise. The GEOM-QM9 exclusion does not
+apply (the CCD set has its own evaluation exclusion).
 
 Stereo (``stereo: true``): every graph also carries its stereo inputs
 (:func:`~quotient_diffusion.chem.stereo.stereo_features`; the maths in
@@ -25,14 +37,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from ..chem.featurize import (
-    ATOM_FEATURES,
     PAIR_FEATURES,
     MolFeatures,
+    atom_features,
+    check_elements,
     expand_pairs,
     featurize,
 )
@@ -44,6 +58,7 @@ from ..groups import SE3
 from ..nn.graph import full_graph
 from ..nn.stereo import CHIRAL_INDEX, CHIRAL_SIGN, PAIR_STEREO, StereoInputs, chirality
 from ..scatter import scatter_sum
+from ..training.validation import ConfigError
 from .base import Task
 
 __all__ = ["ConformerTask", "ConformerOptions", "ConformerDataset", "molecule_graph",
@@ -54,6 +69,8 @@ GEOM_QM9_TEST = "geom_qm9/test_smiles_corrected.csv"
 #: (Angstrom; benchmarks/data_report.py: 1.397 over the training split); the preconditioning's
 #: sigma_data. The ablation in docs/benchmarks/learning.md used an earlier estimate, 1.31.
 QM9_SIGMA_DATA = 1.40
+#: the same for the CCD training split (every 20th molecule, experimental coordinates: 2.894)
+CCD_SIGMA_DATA = 2.89
 #: column of ``PAIR_FEATURES`` that marks topological distance 1 (a bond)
 _BONDED_COLUMN = 5
 
@@ -115,18 +132,25 @@ def molecule_graph(
 
 
 class ConformerDataset(Sequence):
-    """QM9 molecules as graphs, featurised on first use (compact features memoised); with
-    ``stereo``, the stereo inputs perceived from each DFT geometry too."""
+    """Molecules of a set (QM9 or CCD: anything with ``molecule(entry)`` and
+    ``positions_of(entry)``) as graphs, featurised on first use with the vocabulary
+    ``elements`` (compact features memoised); with ``stereo``, the stereo inputs perceived from
+    each reference geometry too. ``targets`` (entry -> positions) replaces the set's
+    coordinates as the training target."""
 
-    def __init__(self, qm9, entries: np.ndarray, stereo: bool = False):
+    def __init__(self, qm9, entries: np.ndarray, stereo: bool = False, elements=None,
+                 targets=None):
         self.qm9 = qm9
         self.entries = np.asarray(entries)
         self.stereo = stereo
+        self.elements = elements
+        self.targets = targets or qm9.positions_of
         self._features = lru_cache(maxsize=None)(self._featurize)
 
     def _featurize(self, entry: int) -> tuple[MolFeatures, StereoFeatures | None]:
         mol = self.qm9.molecule(entry)
-        return featurize(mol), (stereo_features(mol, from_3d=True) if self.stereo else None)
+        return (featurize(mol, self.elements),
+                stereo_features(mol, from_3d=True) if self.stereo else None)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -136,7 +160,7 @@ class ConformerDataset(Sequence):
             return [self[k] for k in range(*i.indices(len(self)))]
         entry = int(self.entries[i])
         feats, stereo = self._features(entry)
-        return molecule_graph(feats, self.qm9.positions_of(entry), stereo)
+        return molecule_graph(feats, self.targets(entry), stereo)
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,15 @@ class ConformerOptions:
     num_val: int = 512
     quality_molecules: int = 64
     stereo: bool = False
+    source: Literal["qm9", "ccd"] = "qm9"
+    elements: list | None = None
+    relaxed_targets: bool = True
+
+    def __post_init__(self):
+        try:
+            check_elements(self.elements)
+        except ValueError as err:
+            raise ConfigError(f"task.options.elements: {err}") from None
 
 
 class ConformerTask(Task):
@@ -157,10 +190,16 @@ class ConformerTask(Task):
         """Whether the model takes stereo inputs (task option ``stereo``)."""
         return self.options.stereo
 
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """The element vocabulary of the atom features (task option ``elements``)."""
+        return check_elements(self.options.elements)
+
     def prepare(self, mols: Sequence) -> list[Graph]:
         """The graph of each RDKit molecule (explicit hydrogens); for a stereo model with the
         molecule's requested stereo as its input."""
-        return [molecule_graph(featurize(mol), None, stereo_features(mol) if self.stereo else None)
+        return [molecule_graph(featurize(mol, self.elements), None,
+                               stereo_features(mol) if self.stereo else None)
                 for mol in mols]
 
     def _excluded_entries(self, qm9) -> np.ndarray:
@@ -170,8 +209,30 @@ class ConformerTask(Task):
         test.discard(None)
         return np.array([canonical_no_stereo(s) in test for s in qm9.smiles])
 
+    def _ccd_datasets(self):
+        from ..data import ccd as ccd_data
+
+        data_dir = self.config.task.data_dir
+        ccd = ccd_data.load_ccd(data_dir)
+        train = np.random.RandomState(0).permutation(ccd.subset("train"))
+        if self.config.task.limit:
+            train = train[: self.config.task.limit]
+        val = np.random.RandomState(1).permutation(ccd.subset("valid"))[: self.options.num_val]
+        targets = None
+        if self.options.relaxed_targets:
+            path = ccd_data.relaxed_path(ccd_data.cache_path(data_dir))
+            relaxed = ccd_data.relax_ccd(ccd, path, np.concatenate([train, val]))
+
+            def targets(entry: int) -> np.ndarray:
+                return relaxed.positions_of(ccd, entry)
+        return (ConformerDataset(ccd, train, self.stereo, self.elements, targets),
+                ConformerDataset(ccd, val, self.stereo, self.elements, targets))
+
     def datasets(self):
         from ..data.qm9 import load_qm9
+
+        if self.options.source == "ccd":
+            return self._ccd_datasets()
 
         qm9 = load_qm9()
         excluded = self._excluded_entries(qm9)
@@ -182,11 +243,11 @@ class ConformerTask(Task):
         if self.config.task.limit:
             train = train[: self.config.task.limit]
         val = np.random.RandomState(1).permutation(val)[: self.options.num_val]
-        return (ConformerDataset(qm9, train, self.stereo),
-                ConformerDataset(qm9, val, self.stereo))
+        return (ConformerDataset(qm9, train, self.stereo, self.elements),
+                ConformerDataset(qm9, val, self.stereo, self.elements))
 
     def sigma_data(self) -> float:
-        return QM9_SIGMA_DATA
+        return CCD_SIGMA_DATA if self.options.source == "ccd" else QM9_SIGMA_DATA
 
     @torch.no_grad()
     def quality(self, model: DiffusionModel, graphs: Sequence[Graph], seed: int = 0) -> dict:
@@ -228,6 +289,6 @@ class ConformerTask(Task):
         from ..nn import get_network
 
         m = self.config.model
-        return get_network(m.network, in_features=ATOM_FEATURES, out_features=0, hidden=m.hidden,
-                           layers=m.layers, edge_features=PAIR_FEATURES, stereo=self.stereo,
-                           **m.network_options)
+        return get_network(m.network, in_features=atom_features(self.elements), out_features=0,
+                           hidden=m.hidden, layers=m.layers, edge_features=PAIR_FEATURES,
+                           stereo=self.stereo, **m.network_options)

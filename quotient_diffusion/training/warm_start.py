@@ -4,7 +4,11 @@ Every entry of the new model's ``state_dict`` takes the checkpoint's entry of th
 
 * equal shapes: copied;
 * the weight W_old (out, k) of a ``Linear`` layer whose input grew to W (out, k + m): the old
-  weight in the leading columns and zeros in the new trailing ones, W = [W_old, 0].
+  weight in the leading columns and zeros in the new trailing ones, W = [W_old, 0]. A layer
+  with an attribute ``fixed_trailing_inputs = f`` (the networks' input embeddings, whose last
+  inputs are the time, or the time and the position, after the atom features) keeps its last
+  f columns last: W = [W_old[:, :k-f], 0, W_old[:, k-f:]], so the atom features grew (a larger
+  element vocabulary, :mod:`quotient_diffusion.chem.featurize`), not the time.
 
 * the entries of a new branch, a module with ``starts_at_zero = True`` whose output is exactly
   zero at initialisation (:class:`~quotient_diffusion.nn.stereo.ChiralityPush`): absent from the
@@ -43,6 +47,13 @@ def _zero_branch_entries(model: nn.Module) -> set[str]:
             if getattr(module, "starts_at_zero", False) for key in module.state_dict()}
 
 
+def _trailing(model: nn.Module) -> dict[str, int]:
+    """State-dict weight names of Linear layers -> their ``fixed_trailing_inputs``."""
+    return {f"{name}.weight" if name else "weight": int(module.fixed_trailing_inputs)
+            for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and getattr(module, "fixed_trailing_inputs", 0)}
+
+
 def warm_start(model: nn.Module, path: str | Path) -> list[str]:
     """Load the EMA weights of the checkpoint ``path`` into ``model`` by the rules of the module
     docstring; returns the names of the Linear weights whose input grew (zero-padded)."""
@@ -59,6 +70,7 @@ def warm_start(model: nn.Module, path: str | Path) -> list[str]:
         raise CheckpointError(f"{path}: cannot initialise the model from it: {what} "
                               f"({len(missing)} missing, {len(extra)} unused)")
     linear = _linear_weights(model)
+    trailing = _trailing(model)
     weights, grown = {}, []
     for key, new in target.items():
         if key not in source:  # a new zero-start branch
@@ -72,7 +84,10 @@ def warm_start(model: nn.Module, path: str | Path) -> list[str]:
         elif (key in linear and old.dim() == 2 and old.shape[0] == new.shape[0]
               and old.shape[1] < new.shape[1]):
             padded = torch.zeros_like(new)
-            padded[:, : old.shape[1]] = old
+            f = min(trailing.get(key, 0), old.shape[1])
+            padded[:, : old.shape[1] - f] = old[:, : old.shape[1] - f]
+            if f:
+                padded[:, new.shape[1] - f:] = old[:, old.shape[1] - f:]
             weights[key], grown = padded, [*grown, key]
         else:
             raise CheckpointError(f"{path}: cannot initialise {key} of shape {tuple(new.shape)} "
