@@ -147,7 +147,7 @@ def test_denovo_bundled_quick_runs_resumes_and_needs_a_model(tmp_path, monkeypat
     payload = json.loads((out / "t.json").read_text())
     assert payload["checkpoint"]["step"] == 6 and payload["checkpoint"]["planned_steps"] == 6
     assert payload["machine"]["torch_threads"] == 1 and "--quick" in payload["command"]
-    assert [r["sampler"] for r in payload["main"]] == ["euler-uniform-50"]
+    assert [r["sampler"] for r in payload["main"]] == ["dpm2m-power2-20"]  # DEFAULT_SAMPLER
     assert [r["sampler"] for r in payload["samplers"]] == ["euler-uniform-10", "sde-uniform-20"]
     for record in payload["main"] + payload["samplers"]:
         assert record["samples"] == 12

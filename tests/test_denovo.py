@@ -114,7 +114,10 @@ def test_train_then_sample_end_to_end(tmp_path, capsys, monkeypatch):
 
 def test_help_shows_the_default_sampler():
     from quotient_diffusion.commands import sample_molecules as command
+    from quotient_diffusion.diffusion import samplers
     from quotient_diffusion.tasks.denovo import DEFAULT_SAMPLER as d
 
     assert d.method == "ode" and d.rho is None
-    assert command.ODE_DEFAULT == f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"
+    rho = samplers.DEFAULT_RHO.get(d.schedule)
+    assert command.ODE_DEFAULT == (f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"
+                                   + (f", rho {rho:g}" if rho else ""))

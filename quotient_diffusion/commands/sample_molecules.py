@@ -32,7 +32,7 @@ FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
 STDOUT = "-"
 #: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.denovo.DEFAULT_SAMPLER,
 #: written out so that building the parser imports no torch; tests check they agree)
-ODE_DEFAULT = "50 steps of the euler solver, uniform grid"
+ODE_DEFAULT = "20 steps of the dpm2m solver, power grid, rho 2"
 
 
 def register(kinds) -> None:

@@ -43,9 +43,12 @@ __all__ = ["DenovoTask", "DenovoOptions", "MoleculeSet", "g2_molecules", "genera
            "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles", "DEFAULT_SAMPLER"]
 
 NUM_TYPES = len(ATOMIC_NUMBERS)
-#: the ODE sampler of ``qdiff sample molecules`` unless told otherwise: 50 Euler steps on the
-#: uniform grid (benchmarks/denovo_bundled.py measures it against the other samplers)
-DEFAULT_SAMPLER = SamplerConfig(steps=50)
+#: the ODE sampler of ``qdiff sample molecules`` unless told otherwise: DPM-Solver++(2M), 20 steps
+#: on the power grid t_k = 1 - (1 - k/20)^2. benchmarks/denovo_bundled.py part B, bundled model,
+#: 300 molecules: atom / molecule stability / validity 0.906 / 0.210 / 0.657 at 60 ms per molecule,
+#: against 0.876 / 0.149 / 0.566 at 145 ms for 50 Euler steps and 0.882 / 0.177 / 0.517 for the
+#: 50-step SDE; 50 dpm2m steps add 0.008 atom stability for 2.7x the time
+DEFAULT_SAMPLER = SamplerConfig(steps=20, solver="dpm2m", schedule="power")
 _TYPE_OF_Z = np.full(100, -1)
 _TYPE_OF_Z[list(ATOMIC_NUMBERS)] = np.arange(NUM_TYPES)
 
