@@ -170,3 +170,15 @@ def test_ccd_task_builds_batches_with_the_drug_vocabulary(ccd_set, tmp_path, mon
     # the targets are the relaxed copies, not the experimental coordinates
     entry = int(train.entries[0])
     assert not np.allclose(train[0].pos.numpy(), ccd_set.positions_of(entry))
+
+
+def test_relaxation_in_worker_processes_equals_the_serial_one(ccd_set, tmp_path):
+    from quotient_diffusion.data import ccd as ccd_data
+
+    picked = [int(i) for i in np.random.RandomState(2).permutation(ccd_set.subset("train"))[:6]]
+    serial = ccd_data.relax_ccd(ccd_set, tmp_path / "a.pt", picked, progress=False)
+    forked = ccd_data.relax_ccd(ccd_set, tmp_path / "b.pt", picked, chunk=4, progress=False,
+                                workers=2)
+    np.testing.assert_array_equal(forked.positions, serial.positions)
+    np.testing.assert_array_equal(forked.done, serial.done)
+    np.testing.assert_array_equal(forked.failed, serial.failed)

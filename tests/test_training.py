@@ -42,6 +42,20 @@ def test_config_round_trip_and_unknown_keys(tmp_path):
         TrainConfig.from_dict({"optimiser": {}})
 
 
+def test_pair_budget_keeps_the_longest_prefix_that_fits():
+    from quotient_diffusion.data import Graph
+    from quotient_diffusion.training.trainable import within_pair_budget
+
+    graphs = [Graph(torch.zeros(n, 3), torch.zeros(n, 1)) for n in (4, 3, 5, 2)]  # 12 6 20 2 pairs
+    assert within_pair_budget(graphs, None) == graphs
+    assert [g.num_nodes for g in within_pair_budget(graphs, 18)] == [4, 3]
+    assert [g.num_nodes for g in within_pair_budget(graphs, 40)] == [4, 3, 5, 2]
+    assert [g.num_nodes for g in within_pair_budget(graphs, 37)] == [4, 3]  # 38 > 37: stop
+    assert [g.num_nodes for g in within_pair_budget(graphs, 1)] == [4]  # never empty
+    with pytest.raises(ValueError, match="optim.max_pairs"):
+        TrainConfig.from_dict({"optim": {"max_pairs": 0}})
+
+
 def test_ema_is_the_exponential_average():
     lin = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():

@@ -903,15 +903,37 @@ def _write_relaxed(path: Path, r: RelaxedTargets) -> None:
                            for f in fields(RelaxedTargets) for v in [getattr(r, f.name)]})
 
 
-def relax_ccd(data: CCD, path: str | Path, entries=None, chunk: int = 500,
-              progress: bool = True) -> RelaxedTargets:
-    """The restrained-relaxed targets of ``data`` (see the module docstring), read from
-    ``path`` and completed there for ``entries`` (default: every molecule), ``chunk`` molecules
-    per atomic rewrite of the file; entries relaxed before are not redone."""
+_WORKER_DATA: CCD | None = None  # the set a relaxation worker process reads (set at fork)
+
+
+def _relax_entry(i: int) -> tuple[int, np.ndarray | None, bool]:
+    """(entry, relaxed positions or None where it failed, converged) of entry ``i`` of the set
+    in :data:`_WORKER_DATA`."""
     from rdkit import RDLogger
-    from tqdm.auto import tqdm
 
     RDLogger.DisableLog("rdApp.*")
+    data = _WORKER_DATA
+    try:
+        out = restrained_relaxation(data.molecule(i))
+    except Exception:  # RDKit raises for a few exotic valences: count, keep the start
+        out = None
+    n = int(data.atom_ptr[i + 1] - data.atom_ptr[i])
+    if out is None or not np.isfinite(out[0]).all() or out[0].shape != (n, 3):
+        return i, None, False
+    return i, out[0].astype(np.float32), bool(out[1])
+
+
+def relax_ccd(data: CCD, path: str | Path, entries=None, chunk: int = 500,
+              progress: bool = True, workers: int = 1) -> RelaxedTargets:
+    """The restrained-relaxed targets of ``data`` (see the module docstring), read from
+    ``path`` and completed there for ``entries`` (default: every molecule), ``chunk`` molecules
+    per atomic rewrite of the file; entries relaxed before are not redone. ``workers`` > 1
+    relaxes in that many forked processes (the result does not depend on it)."""
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    global _WORKER_DATA
     path = Path(path)
     r = _read_relaxed(path, data)
     if r is None:
@@ -923,25 +945,29 @@ def relax_ccd(data: CCD, path: str | Path, entries=None, chunk: int = 500,
     todo = wanted[~r.done[wanted]]
     if not len(todo):
         return r
+    _WORKER_DATA = data
+    pool = (multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None)
+    relax = pool.imap_unordered if pool else map
     bar = tqdm(total=len(todo), desc="CCD: restrained MMFF relaxation", disable=not progress)
-    for start in range(0, len(todo), chunk):
-        began = time.perf_counter()
-        for i in todo[start : start + chunk]:
-            i = int(i)
-            try:
-                out = restrained_relaxation(data.molecule(i))
-            except Exception:  # RDKit raises for a few exotic valences: count, keep the start
-                out = None
-            s, e = data.atom_ptr[i], data.atom_ptr[i + 1]
-            if out is None or not np.isfinite(out[0]).all() or out[0].shape != (e - s, 3):
-                r.failed[i] = True
-            else:
-                r.positions[s:e] = out[0].astype(np.float32)
-                r.unconverged[i] = not out[1]
-            r.done[i] = True
-            bar.update(1)
-        r.seconds += time.perf_counter() - began
-        bar.set_postfix(failed=int(r.failed.sum()))
-        _write_relaxed(path, r)
-    bar.close()
+    try:
+        for start in range(0, len(todo), chunk):
+            began = time.perf_counter()
+            entries_now = todo[start : start + chunk].tolist()
+            for i, positions, converged in relax(_relax_entry, entries_now):
+                if positions is None:
+                    r.failed[i] = True
+                else:
+                    s, e = data.atom_ptr[i], data.atom_ptr[i + 1]
+                    r.positions[s:e] = positions
+                    r.unconverged[i] = not converged
+                r.done[i] = True
+                bar.update(1)
+            r.seconds += time.perf_counter() - began
+            bar.set_postfix(failed=int(r.failed.sum()))
+            _write_relaxed(path, r)
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+        _WORKER_DATA = None
     return r

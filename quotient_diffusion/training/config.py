@@ -54,6 +54,9 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-3
     batch_size: int = 64
+    # bound on the atom pairs of a training batch (sum of n (n - 1)): the drawn molecules are
+    # kept up to the budget (training/trainable.within_pair_budget); None keeps all batch_size
+    max_pairs: int | None = None
     steps: int = 1000
     ema_decay: float = 0.999
     grad_clip: float = 1.0

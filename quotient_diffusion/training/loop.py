@@ -56,7 +56,7 @@ from .curve import write_curve
 from .ema import EMA
 from .schedule import learning_rate
 from .seeding import step_generator
-from .trainable import TrainableTask, draw_graphs
+from .trainable import TrainableTask, draw_graphs, within_pair_budget
 from .validation import DEVICES, ConfigError
 from .warm_start import warm_start
 
@@ -248,7 +248,8 @@ def train(
             while step < end:
                 gen = step_generator(config.run.seed, step, rank)
                 idx = torch.randint(len(train_set), (config.optim.batch_size,), generator=gen)
-                graph = collate(draw_graphs(train_set, idx.tolist(), gen))
+                graphs = draw_graphs(train_set, idx.tolist(), gen)
+                graph = collate(within_pair_budget(graphs, config.optim.max_pairs))
                 if device.type != "cpu":
                     graph = graph.to(device)
                 for group in opt.param_groups:

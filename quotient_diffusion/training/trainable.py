@@ -31,6 +31,22 @@ def draw_graphs(
     return draw(indices, generator)
 
 
+def within_pair_budget(graphs: list[Graph], max_pairs: int | None) -> list[Graph]:
+    """The longest prefix of ``graphs`` whose ordered atom pairs, sum of n_i (n_i - 1), fit in
+    ``max_pairs`` (at least the first graph; all of them when ``max_pairs`` is None). On a full
+    graph a step costs about that many edge messages, so the budget bounds the step's time and
+    memory whatever the molecules' sizes."""
+    if max_pairs is None:
+        return graphs
+    total = 0
+    for k, graph in enumerate(graphs):
+        n = graph.num_nodes
+        total += n * (n - 1)
+        if total > max_pairs and k > 0:
+            return graphs[:k]
+    return graphs
+
+
 class TrainableTask(Protocol):
     """A source of training data and of the model to train on it."""
 

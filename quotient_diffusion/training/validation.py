@@ -61,7 +61,8 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 #: "section.key" -> the range its (non-null) value must lie in
 RANGES: dict[str, str] = {
     **dict.fromkeys(("task.limit", "model.hidden", "model.layers", "model.sigma_data",
-                     "optim.lr", "optim.batch_size", "optim.steps", "run.checkpoint_every",
+                     "optim.lr", "optim.batch_size", "optim.max_pairs", "optim.steps",
+                     "run.checkpoint_every",
                      "run.validate_every", "run.log_every", "run.checkpoint_minutes",
                      "run.threads"), "positive"),
     **dict.fromkeys(("optim.grad_clip", "optim.weight_decay", "optim.warmup_steps"),
