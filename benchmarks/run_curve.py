@@ -41,9 +41,12 @@ COLUMNS = (
     "val_bonds_within_0.1",
     "val_rmsd_heavy_median",
     "val_chiral_ok",
+    "val_atom_stability",
+    "val_molecule_stability",
 )
-#: the columns plotted for a staged run (one panel each)
-PLOTTED = ("val_rmsd_heavy_median", "val_bond_mae", "val_chiral_ok")
+#: the quality columns plotted (one panel each, those the run records)
+PLOTTED = ("val_rmsd_heavy_median", "val_bond_mae", "val_chiral_ok", "val_atom_stability",
+           "val_molecule_stability")
 
 
 def snapshot(run: Path) -> dict:
@@ -96,7 +99,7 @@ def staged(runs: list[Path]) -> dict:
 
 
 def plot(snap: dict, path: Path) -> None:
-    """One panel per quality column against total_step, stage boundaries dashed."""
+    """One panel per quality column against the (total) step, stage boundaries dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,9 +108,10 @@ def plot(snap: dict, path: Path) -> None:
     columns = [c for c in PLOTTED if any(c in r for r in snap["curve"])]
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2))
     for ax, column in zip(np.atleast_1d(axes), columns):
-        for stage in snap["stages"]:
+        for stage in snap.get("stages", []):
             ax.axvline(stage["offset"], color="0.7", ls="--", lw=0.8)
-        points = [(r["total_step"], r[column]) for r in snap["curve"] if column in r]
+        points = [(r.get("total_step", r["step"]), r[column]) for r in snap["curve"]
+                  if column in r]
         ax.plot(*zip(*points), marker=".", lw=1)
         ax.set_xlabel("total training steps")
         ax.set_title(column)
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     snap = (snapshot(args.run[0]) if one else staged(args.run)) | {"command": line}
     stem = f"run_curve_{args.name or args.run[0].name}"
     args.out.mkdir(parents=True, exist_ok=True)
-    if not one:
+    if any(c in r for c in PLOTTED for r in snap["curve"]):
         plot(snap, args.out / f"{stem}.png")
     table = to_markdown(snap, line)
     write_results(args.out, stem, snap, table)
