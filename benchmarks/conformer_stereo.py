@@ -36,7 +36,12 @@ import torch
 from _results import ROOT, command, markdown_table, write_results
 
 from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requested_stereo
-from quotient_diffusion.conformers import DEFAULT_SAMPLER, default_checkpoint, prepare, raw_samples
+from quotient_diffusion.conformers import (
+    DEFAULT_SAMPLER,
+    default_checkpoint,
+    prepare_jobs,
+    raw_samples,
+)
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.tasks import load
 
@@ -56,7 +61,7 @@ def stereo_molecules(data_dir: str | None, count: int, seed: int = 0) -> list[di
     """GEOM-QM9 test molecules with a DFT geometry and a requested label: a fixed random
     subset of ``count`` (all when fewer), each with its prepared job."""
     refs = conformer_benchmark().reference_molecules(data_dir, 10**9)
-    jobs = prepare([r["smiles"] for r in refs])
+    jobs = prepare_jobs([r["smiles"] for r in refs])
     chosen = [{"smiles": r["smiles"], "job": job, "wanted": requested_stereo(job.mol)}
               for r, job in zip(refs, jobs) if job.error is None]
     chosen = [c for c in chosen if c["wanted"]]

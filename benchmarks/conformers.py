@@ -61,7 +61,7 @@ from quotient_diffusion.chem.stereo import compare_stereo, realised_stereo, requ
 from quotient_diffusion.conformers import (
     default_checkpoint,
     fix_stereo,
-    prepare,
+    prepare_jobs,
     raw_samples,
     relax_mmff,
 )
@@ -69,7 +69,11 @@ from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig, resolve_sampler
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
 from quotient_diffusion.tasks import get_task, load
-from quotient_diffusion.tasks.conformers import canonical_no_stereo, geom_qm9_test_smiles
+from quotient_diffusion.tasks.conformers import (
+    ConformerTask,
+    canonical_no_stereo,
+    geom_qm9_test_smiles,
+)
 from quotient_diffusion.training import TrainConfig, load_checkpoint, train
 
 TREATMENTS = ("conventional", "geodiff", "af3", "quotient")
@@ -154,7 +158,7 @@ def evaluate_model(path: Path, refs, qm9, args, seed: int, mmff: bool = False) -
     ``qdiff conformers --mmff`` does), scored; the time counts sampling and relaxation."""
     torch.set_num_threads(args.threads)
     task, model = load(path, "conformers")
-    jobs = prepare([r["smiles"] for r in refs])
+    jobs = prepare_jobs([r["smiles"] for r in refs])
     sampler = benchmark_sampler(args)
     t0 = time.perf_counter()
     raw_samples(task, model, jobs, args.conformers, sampler, seed=seed)
@@ -170,7 +174,7 @@ def evaluate_model(path: Path, refs, qm9, args, seed: int, mmff: bool = False) -
 def evaluate_etkdg(refs, qm9, args, seed: int, mmff: bool) -> dict:
     from rdkit.Chem import AllChem
 
-    jobs = prepare([r["smiles"] for r in refs])
+    jobs = prepare_jobs([r["smiles"] for r in refs])
     params = AllChem.ETKDGv3()
     # RDKit quirk: randomSeed = 0 embeds every conformer from the same start (identical copies)
     params.randomSeed = 1000 + seed
@@ -206,8 +210,6 @@ def etkdg_command(smiles: list[str], count: int, out: Path, seed: int) -> list[l
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from quotient_diffusion.chem.sdf import write_conformers_sdf
-
     params = AllChem.ETKDGv3()
     params.randomSeed = 1000 + seed  # RDKit quirk: 0 gives identical copies
     params.numThreads = 1
@@ -218,7 +220,7 @@ def etkdg_command(smiles: list[str], count: int, out: Path, seed: int) -> list[l
         positions.append([mol.GetConformer(i).GetPositions() for i in ids])
         records += [(mol, pos, "", {"input_line": number, "smiles": smi, "conformer": k})
                     for k, pos in enumerate(positions[-1])]
-    write_conformers_sdf(out, records)
+    ConformerTask(TrainConfig()).write(records, out)  # the SDF writer of `qdiff conformers`
     return positions
 
 
@@ -270,7 +272,7 @@ def time_commands(refs, qm9, args) -> dict:
     for name in ("qdiff", "etkdg"):
         positions, elapsed = run(name, smiles, out / f"{name}_all.sdf")
         written = sum(map(len, positions))
-        jobs = prepare(smiles)
+        jobs = prepare_jobs(smiles)
         for job, pos in zip(jobs, positions):
             job.conformers = pos
         result[name] = {"seconds": elapsed, "conformers": written,

@@ -4,7 +4,7 @@ The model is ``qdiff sample molecules``'s default (quotient_diffusion/checkpoint
 ``--checkpoint`` measures another one, a training run's resumable last.pt included).
 
 * Part A (the model): ``--samples`` molecules (default 1000; the committed run uses 10,000)
-  sampled with the command's default sampler (``tasks.denovo.DEFAULT_SAMPLER``), scored with
+  sampled with the command's default sampler (``tasks.molecules.DEFAULT_SAMPLER``), scored with
   EDM's metrics as benchmarks/denovo_qm9.py scores them (``score_samples``): atom and molecule
   stability, RDKit validity, valid x unique, novelty against the training split, connectedness,
   atom-type TV and bond-length W1 against ``--reference`` QM9 test molecules, and milliseconds
@@ -27,7 +27,7 @@ records the load average, since timings taken next to other work are slower and 
         --checkpoint training_runs/denovo_qm9/last.pt --name denovo_bundled_quick
 
 The first run on a machine builds the training split's SMILES cache for novelty (about a
-minute, ``tasks.denovo.qm9_reference_smiles``).
+minute, ``tasks.molecules.qm9_reference_smiles``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.errors import InputError
 from quotient_diffusion.output import atomic_write_text, check_output
 from quotient_diffusion.tasks import checkpoint_path, load
-from quotient_diffusion.tasks.denovo import DEFAULT_SAMPLER, DenovoTask, draw_atom_counts
+from quotient_diffusion.tasks.molecules import DEFAULT_SAMPLER, MoleculeTask, draw_atom_counts
 from quotient_diffusion.training import load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -93,7 +93,7 @@ def references(config, count: int) -> dict:
         return qm9_references(count)
     from quotient_diffusion.metrics.molecules import validity
 
-    train, val = DenovoTask(config).datasets()
+    train, val = MoleculeTask(config).datasets()
     smiles = validity([train.molecule(i) for i in range(len(train))])["smiles"]
     return {"train_smiles": {s for s in smiles if s is not None},
             "test": [val.molecule(i) for i in range(min(count, len(val)))]}
@@ -197,13 +197,13 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         check_output(out, "dir")
     except InputError as err:
         raise UsageError(str(err)) from None
-    path = checkpoint_path(args.checkpoint, DenovoTask.name)
+    path = checkpoint_path(args.checkpoint, MoleculeTask.name)
     if not path.is_file():
         raise UsageError(f"no bundled de novo model ({path}); pass --checkpoint"
                          if args.checkpoint is None else f"--checkpoint {path}: no such file")
     torch.set_num_threads(args.threads)
     try:
-        task, model = load(path, DenovoTask.name)
+        task, model = load(path, MoleculeTask.name)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load the model: {err}") from None
     config = task.config

@@ -29,8 +29,8 @@ from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.metrics.molecules import evaluate
 from quotient_diffusion.output import atomic_write_text
 from quotient_diffusion.tasks import get_task, load_trained_model
-from quotient_diffusion.tasks.denovo import (
-    DenovoTask,
+from quotient_diffusion.tasks.molecules import (
+    MoleculeTask,
     draw_atom_counts,
     generate_molecules,
     qm9_molecules,
@@ -59,7 +59,7 @@ SETTINGS = {
 
 def run_config(s: dict, treatment: str, seed: int, steps: int, out_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict({
-        "task": {"name": "denovo_qm9"},
+        "task": {"name": "molecules"},
         "model": {"network": "egnn", "hidden": s["hidden"], "layers": s["layers"],
                   "treatment": treatment, "interpolant": "linear", "weighting": "velocity"},
         "optim": {"lr": 1e-3, "batch_size": s["batch_size"], "steps": steps, "ema_decay": 0.99},
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["treatment"], r["seed"], r["steps"]) for r in payload["training"]}
 
     refs = qm9_references(s["reference"])
-    hist = DenovoTask(run_config(s, "quotient", 0, 1, Path("."))).atom_count_histogram()
+    hist = MoleculeTask(run_config(s, "quotient", 0, 1, Path("."))).atom_count_histogram()
     counts = draw_atom_counts(hist, s["num_samples"], seed=0)
     sampler = SamplerConfig(steps=s["ode_steps"], method="ode")
     work = Path(args.work_dir) / mode

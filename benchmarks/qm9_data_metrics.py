@@ -26,7 +26,7 @@ from quotient_diffusion.chem.elements import SYMBOL_OF
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.metrics.molecules import evaluate, flatten, stability, validity
 from quotient_diffusion.tasks.conformers import canonical_no_stereo
-from quotient_diffusion.tasks.denovo import qm9_molecules, qm9_reference_smiles
+from quotient_diffusion.tasks.molecules import qm9_molecules, qm9_reference_smiles
 
 EDM_DATA = {"atom_stability": 0.990, "molecule_stability": 0.952, "validity": 0.977,
             "valid_unique": 0.977}

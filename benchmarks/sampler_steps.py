@@ -34,9 +34,18 @@ over the same seeds).
     python benchmarks/sampler_steps.py --quick                       # under a minute
     python benchmarks/sampler_steps.py --checkpoint run/last.pt      # bundled + another model
 
+Fewer evaluations than a deployed default: ``--baseline dpm2m:power:2:10`` compares every row
+with that sampler instead of Euler-50 (its seed noise then comes from ``--noise-seeds`` reruns
+of it), ``--reference-steps 0`` skips the converged solve (no ODE error), and ``--name`` keeps
+the results apart, e.g.
+
+    python benchmarks/sampler_steps.py --molecules 200 --conformers 10 --reference-steps 0 \
+        --baseline dpm2m:power:2:10 --noise-seeds 1 --combos dpm2m:power:2 --nfe 4 5 6 8 \
+        --name sampler_steps_fewer
+
 Timings in the JSON are seconds of this run (one thread by default) and mean nothing on a
 loaded machine; benchmarks/conformers.py times the command's pipeline against ETKDG.
-Writes benchmarks/results/sampler_steps{,_quick}.json, .md and .png.
+Writes benchmarks/results/sampler_steps{,_quick}.json, .md and .png (``--name``: another stem).
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from _results import RESULTS, command, save_figure, write_results
 from conformers import reference_molecules, score  # benchmarks/conformers.py
 
 from quotient_diffusion.chem.geometry import check_geometry
-from quotient_diffusion.conformers import default_checkpoint, prepare, raw_samples
+from quotient_diffusion.conformers import default_checkpoint, prepare_jobs, raw_samples
 from quotient_diffusion.data.qm9 import load_qm9
 from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.tasks import load
@@ -68,6 +77,13 @@ BASELINE = SamplerConfig(steps=50)  # the command's sampler before this benchmar
 def steps_for(solver: str, nfe: int) -> int:
     """Grid intervals that spend at most ``nfe`` evaluations (Heun: 2 K - 1)."""
     return max(1, (nfe + 1) // 2) if solver == "heun" else nfe
+
+
+def parse_baseline(text: str) -> SamplerConfig:
+    """'dpm2m:power:2:10' -> dpm2m on the power grid, rho 2, 10 steps; 'euler:uniform:50'."""
+    *combo, steps = text.split(":")
+    solver, schedule, rho = parse_combo(":".join(combo))
+    return SamplerConfig(steps=int(steps), solver=solver, schedule=schedule, rho=rho)
 
 
 def parse_combo(text: str) -> tuple[str, str, float | None]:
@@ -98,7 +114,7 @@ def bond_errors(jobs, refs, qm9) -> tuple[float, float]:
 def sample_jobs(loaded, refs, sampler: SamplerConfig, conformers: int, seed: int):
     """Prepared jobs with ``conformers`` raw samples each of the loaded (task, model), and the
     sampling time (s)."""
-    jobs = prepare([r["smiles"] for r in refs])
+    jobs = prepare_jobs([r["smiles"] for r in refs])
     t0 = time.perf_counter()
     raw_samples(*loaded, jobs, conformers, sampler, seed=seed)
     return jobs, time.perf_counter() - t0
@@ -138,21 +154,24 @@ def run_model(label: str, path: Path, refs, qm9, args) -> dict:
     loaded = load(path, "conformers")
     step = int(load_checkpoint(path).get("step", -1))
     print(f"== {label} ({path}, step {step})", flush=True)
-    reference = SamplerConfig(steps=args.reference_steps, solver="heun")
-    ref_result, reference_jobs = evaluate(loaded, refs, qm9, reference, args, args.seed)
-    base, _ = evaluate(loaded, refs, qm9, BASELINE, args, args.seed, reference_jobs)
-    seeds = [base] + [evaluate(loaded, refs, qm9, BASELINE, args, args.seed + s)[0]
+    baseline = args.baseline
+    ref_result, reference_jobs = None, None
+    if args.reference_steps > 0:
+        reference = SamplerConfig(steps=args.reference_steps, solver="heun")
+        ref_result, reference_jobs = evaluate(loaded, refs, qm9, reference, args, args.seed)
+    base, _ = evaluate(loaded, refs, qm9, baseline, args, args.seed, reference_jobs)
+    seeds = [base] + [evaluate(loaded, refs, qm9, baseline, args, args.seed + s)[0]
                       for s in range(1, args.noise_seeds + 1)]
     noise = {key: float(np.std([r[key] for r in seeds], ddof=1)) if len(seeds) > 1 else 0.0
              for key in ("amr_recall", "bond_mae")}
-    configs = [BASELINE] + [
+    configs = [baseline] + [
         SamplerConfig(steps=steps_for(solver, nfe), solver=solver, schedule=schedule, rho=rho)
         for solver, schedule, rho in args.combos for nfe in args.nfe]
     rows = []
     for cfg in configs:
         if any(r["label"] == cfg.label() for r in rows):
             continue
-        if cfg is BASELINE:
+        if cfg is baseline:
             res = dict(base)
         else:
             res, _ = evaluate(loaded, refs, qm9, cfg, args, args.seed, reference_jobs)
@@ -165,36 +184,43 @@ def run_model(label: str, path: Path, refs, qm9, args) -> dict:
         print(f"{label:>12s} {cfg.label():22s} NFE {cfg.evaluations:3d}  AMR-R "
               f"{res['amr_recall']:.4f} ({res['delta_amr_recall']:+.4f} +- "
               f"{res['delta_se']:.4f})  COV-R {res['cov_recall']:.3f}  bond MAE "
-              f"{res['bond_mae']:.4f}  ODE err {res['ode_error']:.3f}", flush=True)
-    return {"path": str(path), "step": step, "baseline": base, "converged": ref_result,
+              f"{res['bond_mae']:.4f}  ODE err {res.get('ode_error', float('nan')):.3f}",
+              flush=True)
+    return {"path": str(path), "step": step, "baseline_sampler": baseline.label(),
+            "baseline": base, "converged": ref_result,
             "seed_amr_recall": [r["amr_recall"] for r in seeds],
             "seed_bond_mae": [r["bond_mae"] for r in seeds], "noise": noise, "rows": rows}
 
 
 def choose(model: dict) -> dict | None:
-    """The row with the fewest NFE whose AMR-R and bond MAE are both within noise of
-    Euler-50's (ties: lower AMR-R)."""
+    """The row with the fewest NFE whose AMR-R and bond MAE are both within noise of the
+    baseline's (Euler-50 unless ``--baseline``; ties: lower AMR-R)."""
     ok = [r for r in model["rows"] if r["within_noise"] and r["bonds_within_noise"]]
     return min(ok, key=lambda r: (r["nfe"], r["amr_recall"])) if ok else None
 
 
 def markdown(results: dict, meta: dict) -> str:
+    base_name = meta.get("baseline", BASELINE.label())
+    ode = (f"ODE error = RMS distance per atom to the converged solve (Heun, "
+           f"{meta['reference_steps']} steps) from the same prior draws."
+           if meta["reference_steps"] > 0 else "No converged solve (ODE error n/a).")
     lines = [f"Conformer quality against network evaluations: {meta['molecules']} GEOM-QM9 test "
              f"molecules, {meta['conformers']} raw samples each (no stereo resampling), "
              f"seed {meta['seed']}, same prior draws for every row. AMR-R/COV-R against the QM9 "
-             "DFT geometry; ΔAMR-R = row minus Euler-50 (paired over molecules, ± standard "
-             "error); ODE error = RMS distance per atom to the converged solve (Heun, "
-             f"{meta['reference_steps']} steps) from the same prior draws.", ""]
+             f"DFT geometry; ΔAMR-R = row minus {base_name} (paired over molecules, ± standard "
+             f"error); {ode}", ""]
     for label, model in results.items():
         noise = model["noise"]
+        converged = model["converged"]
         lines += [f"### {label} (step {model['step']})", "",
-                  f"Euler-50 over seeds: AMR-R "
+                  f"{base_name} over seeds: AMR-R "
                   f"{', '.join(f'{v:.4f}' for v in model['seed_amr_recall'])} A (std "
                   f"{noise['amr_recall']:.4f}: the noise), bond MAE "
                   f"{', '.join(f'{v:.4f}' for v in model['seed_bond_mae'])} A (std "
-                  f"{noise['bond_mae']:.4f}). Converged ODE: AMR-R "
-                  f"{model['converged']['amr_recall']:.4f}, bond MAE "
-                  f"{model['converged']['bond_mae']:.4f} A.", "",
+                  f"{noise['bond_mae']:.4f})." + (
+                      "" if converged is None else
+                      f" Converged ODE: AMR-R {converged['amr_recall']:.4f}, bond MAE "
+                      f"{converged['bond_mae']:.4f} A."), "",
                   "| sampler | NFE | AMR-R (A) | ΔAMR-R (A) | COV-R (%) | AMR-P (A) | "
                   "bond MAE (A) | geometry_ok (%) | ODE error (A) | AMR-R within noise | bond MAE "
                   "within noise |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -203,12 +229,13 @@ def markdown(results: dict, meta: dict) -> str:
                 f"| {r['label']} | {r['nfe']} | {r['amr_recall']:.4f} | "
                 f"{r['delta_amr_recall']:+.4f} ± {r['delta_se']:.4f} | "
                 f"{100 * r['cov_recall']:.1f} | {r['amr_precision']:.4f} | {r['bond_mae']:.4f} | "
-                f"{100 * r['geometry_ok']:.1f} | {r['ode_error']:.3f} | "
+                f"{100 * r['geometry_ok']:.1f} | "
+                f"{'n/a' if r.get('ode_error') is None else format(r['ode_error'], '.3f')} | "
                 f"{'yes' if r['within_noise'] else 'no'} | "
                 f"{'yes' if r['bonds_within_noise'] else 'no'} |")
         best = choose(model)
         if best is not None:
-            lines += ["", f"Fewest NFE with AMR-R and bond MAE within noise of Euler-50: "
+            lines += ["", f"Fewest NFE with AMR-R and bond MAE within noise of {base_name}: "
                           f"**{best['label']}** ({best['nfe']} NFE, "
                           f"AMR-R {best['amr_recall']:.4f}, Δ {best['delta_amr_recall']:+.4f})."]
         lines.append("")
@@ -217,7 +244,8 @@ def markdown(results: dict, meta: dict) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """AMR-R (top) and bond MAE (bottom) against NFE, one column per model, with Euler-50's
-    value +- its seed standard deviation as a grey band."""
+    value +- its seed standard deviation as a grey band (the baseline's, Euler-50 by
+    default)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +265,7 @@ def plot(results: dict, path: Path) -> None:
                         label=combo)
             base, noise = model["baseline"][key], model["noise"][key]
             ax.axhspan(base - noise, base + noise, color="grey", alpha=0.25, lw=0,
-                       label="Euler-50 ± seed std")
+                       label=f"{model.get('baseline_sampler', 'Euler-50')} ± seed std")
             lo = min(r[key] for r in model["rows"])
             ax.set_ylim(lo - 0.1 * base, base * 1.6)
             ax.set_xlabel("network evaluations (NFE)")
@@ -257,16 +285,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--molecules", type=int, default=50)
     p.add_argument("--conformers", type=int, default=3)
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 12, 15, 20, 30],
-                   help="evaluation budgets per combination (Euler-50 always runs)")
+                   help="evaluation budgets per combination (the baseline always runs)")
     p.add_argument("--combos", type=parse_combo, nargs="+", default=COMBOS,
                    help="solver:schedule[:rho] (default: every combination of COMBOS)")
     p.add_argument("--reference-steps", type=int, default=100)
     p.add_argument("--noise-seeds", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--baseline", type=parse_baseline, default=BASELINE,
+                   help="solver:schedule[:rho]:steps every row is compared with "
+                        "(default euler:uniform:50)")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--name", default="sampler_steps", help="results file stem under --out")
     args = p.parse_args(argv)
-    name = "sampler_steps"
+    name = args.name
+    if args.reference_steps < 0:
+        p.error("--reference-steps must be >= 0 (0: no converged solve)")
     if args.quick:
         args.molecules, args.conformers, args.nfe = 12, 2, [5, 10]
         args.combos = [("euler", "uniform", None), ("heun", "uniform", None),
@@ -283,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {label: run_model(label, path, refs, qm9, args) for label, path in models.items()}
     for model in results.values():  # per-molecule lists: only the paired deltas need them
         for r in [model["baseline"], model["converged"], *model["rows"]]:
-            r.pop("per_molecule_amr_recall", None)
+            if r is not None:
+                r.pop("per_molecule_amr_recall", None)
     meta = {"molecules": args.molecules, "conformers": args.conformers, "seed": args.seed,
             "reference_steps": args.reference_steps, "noise_seeds": args.noise_seeds,
+            "baseline": args.baseline.label(),
             "threads": args.threads, "cpu_seconds_wall": time.perf_counter() - t0,
             "command": command(__file__, argv)}
     out = Path(args.out)

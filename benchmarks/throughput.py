@@ -66,8 +66,8 @@ from quotient_diffusion.diffusion.treatments import get_treatment
 from quotient_diffusion.groups import center
 from quotient_diffusion.nn import get_network
 from quotient_diffusion.nn.common import node_inputs
-from quotient_diffusion.tasks.denovo import MoleculeSet
-from quotient_diffusion.tasks.denovo import qm9_molecules as task_molecules
+from quotient_diffusion.tasks.molecules import MoleculeSet
+from quotient_diffusion.tasks.molecules import qm9_molecules as task_molecules
 
 SIZES = [(64, 4), (128, 6), (256, 9)]
 NETWORKS = ["egnn", "e3nn", "transformer", "edm-padded"]

@@ -9,7 +9,8 @@ config; this script overrides only ``run.out_dir``, ``run.device`` and the warm 
   (warm start from the first stage's checkpoint, stereo inputs, 30,000 steps), then
   ``configs/conformers_qm9_chiral.json`` (warm start from the stereo stage's ``final.pt``,
   chirality push, 30,000 steps);
-* ``denovo`` -> ``denovo_qm9.pt``: ``configs/denovo_qm9.json`` (nothing bundled yet);
+* ``molecules`` -> ``denovo_qm9.pt``: ``configs/denovo_qm9.json`` (task ``molecules``; the
+  stage, its run folder and the file keep the run's name);
 * ``backbones`` -> ``backbones.pt``: ``configs/backbones.json`` (the config recorded in the
   bundled checkpoint, which was trained by an older version of the code: checkpoint version 1).
 
@@ -59,14 +60,14 @@ from _results import write_json
 
 from quotient_diffusion.errors import InputError
 from quotient_diffusion.output import check_output
-from quotient_diffusion.tasks import get_task, load_trained_model
+from quotient_diffusion.tasks import checkpoint_config, get_task, load_trained_model
 from quotient_diffusion.training import (
     TrainConfig,
     export_weights,
     load_checkpoint,
     train,
 )
-from quotient_diffusion.training.loop import resolve_device, upgrade_config
+from quotient_diffusion.training.loop import resolve_device
 from quotient_diffusion.training.validation import DEVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ QUICK_STEPS = 20
 #: exclusion, which only matters for a model that is benchmarked on that set)
 QUICK_OPTIONS = {
     "conformers": {"num_val": 8, "quality_molecules": 4, "exclude_geom_test": False},
-    "denovo_qm9": {"num_val": 8, "quality_molecules": 4},
+    "molecules": {"num_val": 8, "quality_molecules": 4},
     "backbones": {"quality_chains": 1},
 }
 #: why the networks train in float32 everywhere (recorded in the summary)
@@ -113,7 +114,7 @@ MODELS: dict[str, BundledModel] = {
         Stage("conformers_qm9_chiral", "conformers_qm9_chiral.json",
               init_from="conformers_qm9_stereo"),
     )),
-    "denovo": BundledModel("denovo_qm9.pt", (Stage("denovo_qm9", "denovo_qm9.json"),)),
+    "molecules": BundledModel("denovo_qm9.pt", (Stage("denovo_qm9", "denovo_qm9.json"),)),
     "backbones": BundledModel("backbones.pt", (Stage("backbones", "backbones.json"),)),
 }
 STAGE_NAMES = [stage.name for model in MODELS.values() for stage in model.stages]
@@ -272,7 +273,7 @@ def saved_state(config: TrainConfig) -> tuple[int, Path] | None:
     if path is None:
         return None
     state = load_checkpoint(path, ("config", "step"))
-    saved = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    saved = checkpoint_config(state)  # today's task name, as in configs/
     mine, theirs = _comparable(config.to_dict()), _comparable(saved.to_dict())
     if mine != theirs:
         keys = [f"{section}.{key}" for section in mine for key in

@@ -7,6 +7,10 @@
 * ``denovo_bundled --quick`` runs end to end on a model trained here (g2 molecules, seconds),
   records its checkpoint, skips finished records on a rerun, and refuses a missing bundled model
   with exit status 2.
+* ``bound_pose --quick`` scores ETKDG, ETKDG + MMFF, the bundled QM9 model (refusing what it
+  cannot take) and a drug-vocabulary model on the Genentech sets (and the CCD test split where
+  its cache is built), resumes from its stored passes, and answers bad input with one line and
+  exit status 2; its RMSD is symmetry-aware and blind to rigid motions.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def load_script(name: str) -> ModuleType:
         sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -134,7 +139,7 @@ def test_denovo_bundled_quick_runs_resumes_and_needs_a_model(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its sibling scripts
     bench = load_script("denovo_bundled")
     cfg = TrainConfig.from_dict({
-        "task": {"name": "denovo_qm9", "options": {"source": "g2"}},
+        "task": {"name": "molecules", "options": {"source": "g2"}},
         "model": {"network": "egnn", "hidden": 8, "layers": 1, "treatment": "quotient"},
         "optim": {"batch_size": 8, "steps": 6, "lr": 2e-3, "ema_decay": 0.9},
         "run": {"out_dir": str(tmp_path / "run"), "checkpoint_every": 1000,
@@ -172,3 +177,106 @@ def test_denovo_bundled_quick_runs_resumes_and_needs_a_model(tmp_path, monkeypat
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert "no bundled de novo model" in capsys.readouterr().err
     assert bench.main(["--quick", "--checkpoint", str(final), "--out", str(out / "t.md")]) == 2
+
+
+def _drug_conformer_checkpoint(path: Path) -> Path:
+    """An untrained conformer model with the drug-like CCD vocabulary (H C N O F S Cl Br),
+    saved as ``train`` would: no data needed."""
+    from quotient_diffusion.tasks import get_task
+    from quotient_diffusion.training import TrainConfig
+    from quotient_diffusion.training.checkpoint import save_checkpoint
+    from quotient_diffusion.training.loop import CHECKPOINT_VERSION
+
+    cfg = TrainConfig.from_dict({
+        "task": {"name": "conformers", "options": {
+            "source": "ccd", "stereo": True,
+            "elements": ["H", "C", "N", "O", "F", "S", "Cl", "Br"]}},
+        "model": {"network": "egnn", "hidden": 16, "layers": 2, "treatment": "quotient"}})
+    torch.manual_seed(0)
+    model = get_task(cfg).build_model()
+    save_checkpoint(path, {"version": CHECKPOINT_VERSION, "config": cfg.to_dict(), "step": 0,
+                           "model": model.state_dict(), "ema": model.state_dict(), "optim": {}})
+    return path
+
+
+def test_bound_pose_rmsd_is_symmetry_aware_and_blind_to_rigid_motions():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from scipy.spatial.transform import Rotation
+
+    bench = load_script("bound_pose")
+    mol = Chem.AddHs(Chem.MolFromSmiles("OC(=O)c1ccc(C(F)(F)F)cc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    ligand = bench.Ligand("t", mol, mol.GetNumHeavyAtoms())
+    scorer = bench.PoseScorer(ligand)
+    pos = mol.GetConformer().GetPositions()
+    moved = pos @ Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix().T + [4.0, -2.0, 1.0]
+    swapped = pos.copy()  # the carboxyl oxygens (atoms 0 and 2) and two fluorines exchanged
+    swapped[[0, 2]] = pos[[2, 0]]
+    swapped[[8, 9]] = pos[[9, 8]]
+    bent = pos.copy()
+    bent[0] += [0.5, 0.0, 0.0]
+    rmsd = scorer.rmsds([moved, swapped, bent])
+    assert rmsd[0] < 1e-4 and rmsd[1] < 1e-4 and rmsd[2] > 0.05
+    assert not scorer.capped
+    assert bench.best_by_count(rmsd, (1, 3)) == {"1": 0.0, "3": 0.0}
+
+
+def test_bound_pose_quick_runs_resumes_and_refuses_bad_input(tmp_path, monkeypatch, capsys):
+    from conftest import require_data
+
+    root = require_data("druglike/genentech_pdb_ligands_charged.sdf")
+    from quotient_diffusion.data.ccd import cache_path
+
+    bench = load_script("bound_pose")
+    model = _drug_conformer_checkpoint(tmp_path / "drug.pt")
+    sets = ["genentech_neutral", "genentech_charged"]
+    if cache_path().exists():  # building the CCD set takes minutes: only where it is cached
+        sets.append("ccd_test")
+    out = tmp_path / "results"
+    argv = ["--quick", "--molecules", "3", "--counts", "4", "2", "--sets", *sets, "--bundled",
+            "--checkpoint", str(model), "--model-name", "drug", "--out", str(out)]
+    assert bench.main(argv) == 0
+    payload = json.loads((out / "bound_pose_quick.json").read_text())
+    assert payload["settings"]["counts"] == [2, 4] and list(payload["sets"]) == sets
+    assert payload["sets"]["genentech_charged"]["info"]["hydrogens_added"] > 0
+    for data in payload["sets"].values():
+        assert set(data["methods"]) == {"etkdg", "etkdg+mmff", "bundled_qm9", "drug"}
+        for method, m in data["methods"].items():
+            assert m["molecules"] == 3 and m["accepted"] + m["refused"] + m["failed"] == 3
+            best = data["per_molecule"][method]["best_rmsd"]
+            for two, four in zip(best["2"], best["4"]):  # the first 4 include the first 2
+                assert (two is None) == (four is None) and (two is None or four <= two)
+        assert data["methods"]["etkdg"]["accepted"] == 3
+        assert data["methods"]["drug"]["conformers"] == 4 * data["methods"]["drug"]["accepted"]
+        bundled = data["methods"]["bundled_qm9"]
+        assert sum(bundled.get("refusals", {}).values()) == bundled["refused"]
+    table = (out / "bound_pose_quick.md").read_text()
+    assert "| etkdg | 3 | 3 | 4 |" in table and "## genentech_charged" in table
+    assert (out / "bound_pose_quick.png").stat().st_size > 0
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a stored pass was computed again")
+
+    monkeypatch.setattr(bench, "etkdg_records", fail)
+    monkeypatch.setattr(bench, "model_records", fail)
+    assert bench.main(argv) == 0
+    again = json.loads((out / "bound_pose_quick.json").read_text())
+    assert again["sets"]["genentech_neutral"]["per_molecule"] == \
+        payload["sets"]["genentech_neutral"]["per_molecule"]
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    capsys.readouterr()
+    for bad, message in (
+            (["--checkpoint", str(tmp_path / "absent.pt")], "no such file"),
+            (["--checkpoint", str(garbage)], "cannot load the model"),
+            (["--data-dir", str(empty)], "set genentech_neutral: data not found"),
+            (["--out", str(root / "druglike" / "README.md")], "not a directory"),
+            (["--counts", "0"], "--counts must be at least 1")):
+        assert bench.main(["--quick", "--sets", "genentech_neutral", "--out", str(out),
+                           *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bound_pose: ") and message in err and err.count("\n") == 1

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from quotient_diffusion import conformers as conformers_module
 from quotient_diffusion.chem.featurize import (
     ATOM_FEATURES,
     PAIR_FEATURES,
@@ -33,7 +32,7 @@ from quotient_diffusion.conformers import (
     embed_molecules,
     fix_stereo,
     load_conformer_model,
-    prepare,
+    prepare_jobs,
 )
 from quotient_diffusion.data.qm9 import (
     edm_split,
@@ -43,6 +42,7 @@ from quotient_diffusion.data.qm9 import (
 )
 from quotient_diffusion.metrics.conformers import ensemble_scores, heavy_atom_rmsd_matrix
 from quotient_diffusion.nn import full_graph
+from quotient_diffusion.tasks import conformers as conformer_task
 from quotient_diffusion.training import TrainConfig
 from quotient_diffusion.training.checkpoint import save_checkpoint
 from quotient_diffusion.training.loop import CHECKPOINT_VERSION
@@ -141,14 +141,14 @@ def bond_lengths(mol, conf_id: int = -1) -> dict[str, list[float]]:
     ("[C]", "single atom"),
 ])
 def test_prepare_rejects_bad_inputs_with_a_reason(text, message):
-    (job,) = prepare([text])
+    (job,) = prepare_jobs([text])
     assert job.error is not None and message in job.error and job.mol is None
 
 
 def test_prepare_accepts_qm9s_smallest_molecules_and_warns_beyond_qm9():
     """Methane, water, ammonia and HF have one heavy atom but several atoms: accepted (the
     single-atom check counts the hydrogens)."""
-    jobs = prepare(["C", "O", "N", "F", "CC(=O)Nc1ccc(O)cc1"])
+    jobs = prepare_jobs(["C", "O", "N", "F", "CC(=O)Nc1ccc(O)cc1"])
     assert [j.error for j in jobs] == [None] * 5
     assert [j.mol.GetNumAtoms() for j in jobs[:4]] == [5, 3, 4, 2]
     assert not jobs[0].warnings and "11 heavy atoms" in jobs[4].warnings[0]
@@ -283,7 +283,7 @@ def test_stereo_policy_resamples_then_drops(monkeypatch):
             for i in range(count):
                 yield k, (trans if len(rounds) == 2 and i == 0 else cis)
 
-    monkeypatch.setattr(conformers_module, "_samples", fake_samples)
+    monkeypatch.setattr(conformer_task, "_samples", fake_samples)
     (result,) = embed_molecules([mol], 3)
     assert rounds == [3, 3, 2, 2] and len(rounds) == STEREO_ROUNDS + 1
     assert result.dropped == 2 and result.resampled == 1 and result.ids == [0]
@@ -291,7 +291,8 @@ def test_stereo_policy_resamples_then_drops(monkeypatch):
 
 
 def test_model_is_loaded_once():
-    assert load_conformer_model()[0] is load_conformer_model(None)[0]
+    task, model = load_conformer_model()
+    assert load_conformer_model(None)[1] is model and task.name == "conformers"
 
 
 def test_rmsd_metrics_by_hand():
@@ -383,7 +384,7 @@ def test_cli_exit_codes_for_user_errors(tmp_path, capsys):
 def test_cli_interrupt_writes_the_finished_conformers(tmp_path, capsys, monkeypatch):
     """Ctrl-C after two samples: those two are complete records, the rest is not written."""
     ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
-    real = conformers_module._samples
+    real = conformer_task._samples
 
     def interrupted(*args, **kwargs):
         samples = real(*args, **kwargs)
@@ -391,7 +392,7 @@ def test_cli_interrupt_writes_the_finished_conformers(tmp_path, capsys, monkeypa
         yield next(samples)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(conformers_module, "_samples", interrupted)
+    monkeypatch.setattr(conformer_task, "_samples", interrupted)
     out = tmp_path / "out.sdf"
     code = qdiff(["conformers", "CCO", "-n", "5", "-o", str(out), "--checkpoint", str(ckpt),
                   "--steps", "2"])

@@ -84,8 +84,8 @@ def tiny_checkpoint(path: Path, task: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def molecules_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "denovo.pt"
-    return tiny_checkpoint(path, {"name": "denovo_qm9", "options": {"source": "g2"}})
+    path = tmp_path_factory.mktemp("models") / "molecules.pt"
+    return tiny_checkpoint(path, {"name": "molecules", "options": {"source": "g2"}})
 
 
 @pytest.fixture(scope="module")

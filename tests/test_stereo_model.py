@@ -470,7 +470,7 @@ def test_cli_conformers_gives_a_stereo_model_the_requested_labels(tmp_path):
     trans mark on the F-F pair, cis on no F-F pair."""
     ckpt = tmp_path / "stereo.pt"
     save_model(ckpt, conformer_config(True))
-    model, _ = load_conformer_model(ckpt)
+    _, model = load_conformer_model(ckpt)
     calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, StereoInputs]] = []
 
     def record(module, args, kwargs):

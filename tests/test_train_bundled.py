@@ -73,9 +73,9 @@ def exit_code(script: ModuleType, argv: list[str]) -> int:
 def test_quick_trains_chains_resumes_and_exports_the_bundled_models(
         script, tmp_path, single_thread, capsys):
     require_qm9()
-    models = "conformers,denovo,backbones"
+    models = "conformers,molecules,backbones"
     if not data_available("proteins/db5.5_structures.tar.gz"):
-        models = "conformers,denovo"
+        models = "conformers,molecules"
     out = tmp_path / "out"
     # a time bound stops the first stage after one step (exit 3), and the later ones wait
     assert exit_code(script, ["--quick", "--out", str(out), "--stages", "conformers",

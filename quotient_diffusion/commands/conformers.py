@@ -36,7 +36,7 @@ from ..chem.inputs import FORMATS
 from .arguments import positive_int
 from .sampler_options import add_sampler_arguments, sampler_from_arguments
 
-#: the default ODE sampler, as --help shows it (quotient_diffusion.conformers.DEFAULT_SAMPLER,
+#: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.conformers.DEFAULT_SAMPLER,
 #: written out so that building the parser imports no torch; tests check they agree)
 ODE_DEFAULT = "10 steps of the dpm2m solver, power grid, rho 2"
 
@@ -74,10 +74,11 @@ def _report_inputs(jobs, kind: str) -> None:
             _say(f"{label}: warning: {warning}")
 
 
-def _records(jobs, results, args, config: dict, kind: str, sampler: str) -> list[tuple]:
-    """SDF records (mol, positions, name, properties) of every conformer on the jobs' mols."""
+def _records(jobs, results, args, task, kind: str, sampler: str) -> list[tuple]:
+    """The records of :meth:`ConformerTask.write` (mol, positions, name, properties) of every
+    conformer on the jobs' mols."""
     where = "input_record" if kind == "sdf" else "input_line"
-    model = f"{config['model']['network']}/{config['model']['treatment']}"
+    model = f"{task.config.model.network}/{task.config.model.treatment}"
     records = []
     for job, result in zip(jobs, results):
         for k, conf in enumerate(job.mol.GetConformers()):
@@ -96,7 +97,7 @@ def _records(jobs, results, args, config: dict, kind: str, sampler: str) -> list
 def _summary(records: list[tuple], results, requested: int) -> list[str]:
     """Lines for stderr: the geometry check and the stereo repairs."""
     from ..chem.geometry import BOND_TOLERANCE
-    from ..conformers import STEREO_ROUNDS
+    from ..tasks.conformers import STEREO_ROUNDS
 
     props = [r[3] for r in records]
     good = sum(p["geometry_ok"] for p in props)
@@ -119,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before any work: a bad path fails at once
 
     from ..chem.inputs import read_inputs
-    from ..chem.sdf import write_conformers_sdf
-    from ..conformers import DEFAULT_SAMPLER, embed_molecules, load_conformer_model, prepare
+    from ..conformers import DEFAULT_SAMPLER, embed_molecules, load_conformer_model, prepare_jobs
 
     sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before any work
     try:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as err:
         _say(str(err))
         return 2
-    jobs = prepare(inputs)
+    jobs = prepare_jobs(inputs)
     if not jobs:
         _say("the input holds no SMILES")
         return 2
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if not ok:
         return 2
     try:
-        _, config = load_conformer_model(args.checkpoint)
+        task, _ = load_conformer_model(args.checkpoint)
     except (OSError, ValueError) as err:
         _say(f"cannot load the model: {err}")
         return 2
@@ -150,19 +150,19 @@ def run(args: argparse.Namespace) -> int:
                                   progress=sampler.progress, solver=sampler.solver,
                                   schedule=sampler.schedule, rho=sampler.rho)
     except KeyboardInterrupt:
-        records = _records(ok, [None] * len(ok), args, config, kind, sampler.label())
+        records = _records(ok, [None] * len(ok), args, task, kind, sampler.label())
         if records:
-            write_conformers_sdf(args.output, records)
+            task.write(records, args.output)
         print(f"interrupted: wrote {len(records)} of {requested} conformers to {args.output}",
               file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
-    records = _records(ok, results, args, config, kind, sampler.label())
+    records = _records(ok, results, args, task, kind, sampler.label())
     empty = [j for j, r in zip(ok, results) if not r.ids]
     for job in empty:
         _say(f"{job.text}: no conformer kept the requested stereo")
     if records:
-        write_conformers_sdf(args.output, records)
+        task.write(records, args.output)
     for line in _summary(records, results, requested):
         _say(line)
     shown = "standard output" if args.output == STDOUT else args.output

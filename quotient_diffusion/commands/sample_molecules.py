@@ -2,7 +2,8 @@
 
 By default the molecules come from the de novo QM9 model that ships with the package
 (quotient_diffusion/checkpoints/denovo_qm9.pt; benchmarks/denovo_bundled.py measures it);
-``--checkpoint`` takes any model trained with the ``denovo_qm9`` task instead. The number of
+``--checkpoint`` takes any model trained with the ``molecules`` task instead (task
+``denovo_qm9`` before it was renamed: such checkpoints load too). The number of
 atoms of each molecule is drawn from the training set's histogram (or fixed with
 ``--num-atoms``); atom types and coordinates are sampled jointly. The format follows the
 extension of ``-o`` (or ``--format``; ``-o -`` writes SDF to stdout):
@@ -30,7 +31,7 @@ from .sampler_options import add_sampler_arguments, load_model, sampler_from_arg
 
 FORMATS = {".sdf": "sdf", ".xyz": "xyz", ".extxyz": "xyz"}
 STDOUT = "-"
-#: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.denovo.DEFAULT_SAMPLER,
+#: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.molecules.DEFAULT_SAMPLER,
 #: written out so that building the parser imports no torch; tests check they agree)
 ODE_DEFAULT = "20 steps of the dpm2m solver, power grid, rho 2"
 
@@ -44,7 +45,8 @@ def register(kinds) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint",
-                   help="checkpoint of a denovo_qm9 training run (default: the bundled QM9 model)")
+                   help="checkpoint of a 'molecules' training run (default: the bundled QM9 "
+                        "model)")
     p.add_argument("-n", "--num-molecules", type=positive_int, default=100)
     p.add_argument("-o", "--output", required=True,
                    help="output file: .sdf, .xyz or .extxyz; - for stdout")
@@ -93,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..metrics.molecules import uniqueness_novelty
     from ..tasks import generate
-    from ..tasks.denovo import DEFAULT_SAMPLER, DenovoTask, draw_atom_counts
+    from ..tasks.molecules import DEFAULT_SAMPLER, MoleculeTask, draw_atom_counts
 
     sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before loading
-    task, model = load_model(args.checkpoint, DenovoTask.name, "de novo")
+    task, model = load_model(args.checkpoint, MoleculeTask.name, "de novo")
     if args.num_atoms is not None:
         counts = np.full(args.num_molecules, args.num_atoms)
     else:

@@ -58,13 +58,12 @@ def register(sub) -> None:
 
 def _check_resume(config, out_dir: Path) -> str | None:
     """Why ``--resume`` cannot continue ``out_dir/last.pt`` with ``config`` (None: it can)."""
-    from ..tasks import get_task
-    from ..training import TrainConfig, load_checkpoint
-    from ..training.loop import upgrade_config
+    from ..tasks import checkpoint_config, get_task
+    from ..training import load_checkpoint
     from ..training.validation import model_differences
 
     state = load_checkpoint(out_dir / "last.pt", ("config", "step"))
-    saved = TrainConfig.from_dict(upgrade_config(state["config"], state.get("version", 1)))
+    saved = checkpoint_config(state)  # a renamed task under today's name, as in the config
     get_task(saved)  # its task section is checked too
     differences = model_differences(saved, config)
     if differences:

@@ -241,7 +241,27 @@ def sample(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integrate from the prior sample (x, h) at t = 0 to t = 1; returns the final (x, h).
-    Every step ends without the translations of ``treatment.group`` (centred for SE(3))."""
+    Every step ends without the translations of ``treatment.group`` (centred for SE(3)).
+
+    The steps run in ``torch.inference_mode`` (less bookkeeping per tensor operation than
+    ``no_grad``; the same numbers); the results are handed back as ordinary tensors (copies), so
+    that callers may modify them in place."""
+    with torch.inference_mode():
+        x, h = _integrate(denoise, x, h, batch, treatment, interpolant, config, generator)
+    return x.clone(), (None if h is None else h.clone())
+
+
+def _integrate(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    h: torch.Tensor | None,
+    batch: torch.Tensor,
+    treatment: Treatment,
+    interpolant: Interpolant,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The body of :func:`sample`."""
     nb = int(batch.max()) + 1
     grid = time_grid(config, interpolant, x.dtype)
 

@@ -20,9 +20,19 @@ def node_inputs(node_attr: torch.Tensor, batch: torch.Tensor, t: torch.Tensor) -
     return torch.cat([node_attr, t.to(node_attr.dtype)[batch].unsqueeze(-1)], -1)
 
 
+#: largest exponent z of the radial basis exp(-z): exp(-80) = 1.8e-35, still a normal float32
+RBF_MAX_EXPONENT = 80.0
+
+
 def gaussian_rbf(d: torch.Tensor, centres: torch.Tensor, width: float) -> torch.Tensor:
-    r"""exp(-((d - mu_k) / w)^2) for the centres mu_k (K,) and width w; d (E, 1) -> (E, K)."""
-    return torch.exp(-(((d - centres) / width) ** 2))
+    r"""exp(-((d - mu_k) / w)^2) for the centres mu_k (K,) and width w; d (E, 1) -> (E, K).
+
+    The exponent is capped at :data:`RBF_MAX_EXPONENT`, which changes a value by at most
+    1.8e-35 (the bundled conformer model samples bit-identical coordinates): on the CPU,
+    torch's float32 exp was 4x slower on the radial basis of a sampled QM9 batch, where about
+    an eighth of the arguments lie below its underflow threshold (about -87: the far pairs of
+    the full graph), than on the same arguments capped (2.5x for the whole basis)."""
+    return torch.exp(-(((d - centres) / width) ** 2).clamp_max(RBF_MAX_EXPONENT))
 
 
 class LayerTimeEmbedding(nn.Module):

@@ -82,9 +82,10 @@ class EGNNLayer(nn.Module):
         n = h.shape[0]
         diff = x.index_select(0, target) - x.index_select(0, source)
         d2 = (diff * diff).sum(-1, keepdim=True)
+        d = (d2 + 1e-8).sqrt()
         s = [d2, edge_scalars]
         if rbf is not None:
-            s.append(gaussian_rbf((d2 + 1e-8).sqrt(), *rbf))
+            s.append(gaussian_rbf(d, *rbf))
         if stereo is not None:
             chi = chirality(x, stereo.centres, stereo.signs)
             s += [stereo.pairs.to(x.dtype), chi.index_select(0, target).unsqueeze(-1),
@@ -92,9 +93,10 @@ class EGNNLayer(nn.Module):
         s = torch.cat(s, -1)
         m = self.message_target(h).index_select(0, target)
         m = m + self.message_source(h).index_select(0, source)
-        m = fn.silu(self.message_out(fn.silu(m + self.message_edge(s))))
+        m = torch.addmm(m, s, self.message_edge.weight.t())  # m + message_edge(s), one op
+        m = fn.silu(self.message_out(fn.silu(m)))
         gate = torch.tanh(self.coord_out(fn.silu(self.coord_hidden(m))))
-        step = diff / ((d2 + 1e-8).sqrt() + 1.0) * gate
+        step = diff / (d + 1.0) * gate
         scale = self.coords_range / self.norm
         x = x + scale * scatter_sum(step, target, n, sorted_index=True)
         if self.push is not None and stereo is not None:

@@ -49,6 +49,8 @@ PAIR_STEREO = "pair_stereo"
 STEREO_EDGE_SCALARS = 4
 #: eps of the chirality's denominator (model length units cubed)
 CHIRALITY_EPS = 1e-6
+#: the neighbours one and two places on from each of (a, b, c): (b, c, a) and (c, a, b)
+_NEXT, _AFTER = [1, 2, 0], [2, 0, 1]
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,27 @@ def centre_chirality(
 ) -> torch.Tensor:
     r"""chi (C,) of the coordinates x (n, 3) at each centre of ``centres`` (C, 4):
     sigma_i det[u, v, w] / sqrt(|u|^2|v|^2|w|^2 + eps^2) (module docstring)."""
-    i, a, b, c = centres.unbind(-1)
-    origin = x.index_select(0, i)
-    u, v, w = (x.index_select(0, k) - origin for k in (a, b, c))
+    bonds, sq = _centre_bonds(x, centres)
+    return _chirality_of(bonds, sq, signs.to(x.dtype), eps)
+
+
+def _centre_bonds(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bonds (C, 3, 3): u, v, w = x_a - x_i, x_b - x_i, x_c - x_i; their squared lengths
+    (C, 3)). One gather for all four atoms of every centre: these run in every layer of every
+    sampling step on a handful of centres, where the cost is the number of tensor operations."""
+    pts = x.index_select(0, centres.reshape(-1)).view(-1, 4, 3)
+    bonds = pts[:, 1:] - pts[:, :1]
+    return bonds, (bonds * bonds).sum(-1)
+
+
+def _chirality_of(
+    bonds: torch.Tensor, sq: torch.Tensor, signs: torch.Tensor, eps: float = CHIRALITY_EPS
+) -> torch.Tensor:
+    """chi (C,) from :func:`_centre_bonds` and the signs (in the coordinates' dtype)."""
+    u, v, w = bonds.unbind(1)
     det = (torch.linalg.cross(u, v) * w).sum(-1)
-    norms = (u * u).sum(-1) * (v * v).sum(-1) * (w * w).sum(-1)
-    return signs.to(x.dtype) * det / (norms + eps**2).sqrt()
+    norms = sq[:, 0] * sq[:, 1] * sq[:, 2]
+    return signs * det / (norms + eps**2).sqrt()
 
 
 def chirality(
@@ -137,16 +154,16 @@ class ChiralityPush(nn.Module):
         step = x.new_zeros(x.shape)
         if centres.shape[0] == 0:
             return step
-        chi = centre_chirality(x, centres, stereo.signs)
-        i, neighbours = centres[:, 0], centres[:, 1:]  # (C,), (C, 3)
-        bonds = x[neighbours] - x.index_select(0, i).unsqueeze(1)  # (C, 3, 3): u, v, w
-        unit = bonds / ((bonds * bonds).sum(-1, keepdim=True) + CHIRALITY_EPS).sqrt()
-        u, v, w = unit.unbind(1)
-        sign = stereo.signs.to(x.dtype)[:, None, None]
-        normals = sign * torch.stack(
-            [torch.linalg.cross(v, w), torch.linalg.cross(w, u), torch.linalg.cross(u, v)], 1)
-        inputs = torch.cat([h.index_select(0, i).unsqueeze(1).expand(-1, 3, -1), h[neighbours],
+        # few operations on few rows (the branch runs in every layer of every sampling step)
+        signs = stereo.signs.to(x.dtype)
+        bonds, sq = _centre_bonds(x, centres)  # (C, 3, 3): u, v, w; (C, 3)
+        chi = _chirality_of(bonds, sq, signs)
+        unit = bonds / (sq.unsqueeze(-1) + CHIRALITY_EPS).sqrt()
+        # rows (v x w, w x u, u x v): the cross product of the unit vectors shifted by 1 and 2
+        normals = signs[:, None, None] * torch.linalg.cross(unit[:, _NEXT], unit[:, _AFTER])
+        hc = h.index_select(0, centres.reshape(-1)).view(-1, 4, h.shape[-1])  # h_i, h_a, ...
+        inputs = torch.cat([hc[:, :1].expand(-1, 3, -1), hc[:, 1:],
                             chi[:, None, None].expand(-1, 3, 1)], -1)
         moves = torch.tanh(self.out(fn.silu(self.hidden(inputs)))) * normals  # (C, 3, 3)
-        step = step.index_add(0, neighbours.reshape(-1), moves.reshape(-1, 3))
-        return step.index_add(0, i, -moves.sum(1))
+        step.index_add_(0, centres[:, 1:].reshape(-1), moves.reshape(-1, 3))
+        return step.index_add_(0, centres[:, 0], -moves.sum(1))

@@ -1,4 +1,6 @@
-r"""De novo 3D molecules on QM9 (EDM's task): atom types and coordinates generated jointly.
+r"""De novo 3D molecules on QM9 (EDM's task, ``qdiff sample molecules``; task name
+``molecules``, formerly ``denovo_qm9``, which older checkpoints record and
+:data:`~.registry.RENAMED_TASKS` still reads): atom types and coordinates generated jointly.
 
 Each molecule is a point cloud with no conditioning (``node_attr`` has zero columns). Its atom
 types are diffused beside the coordinates as continuous features (EDM's approach), in
@@ -39,8 +41,9 @@ from ..training.config import TaskConfig, TrainConfig
 from .base import Task
 from .sampling import generate_all
 
-__all__ = ["DenovoTask", "DenovoOptions", "MoleculeSet", "g2_molecules", "generate_molecules",
-           "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles", "DEFAULT_SAMPLER"]
+__all__ = ["MoleculeTask", "MoleculeOptions", "MoleculeSet", "g2_molecules",
+           "generate_molecules", "draw_atom_counts", "qm9_molecules", "qm9_reference_smiles",
+           "DEFAULT_SAMPLER"]
 
 NUM_TYPES = len(ATOMIC_NUMBERS)
 #: the ODE sampler of ``qdiff sample molecules`` unless told otherwise: DPM-Solver++(2M), 20 steps
@@ -92,7 +95,7 @@ class MoleculeSet(Sequence):
 
 
 @dataclass(frozen=True)
-class DenovoOptions:
+class MoleculeOptions:
     source: Literal["qm9", "g2"] = "qm9"
     feature_scale: float = 0.25
     charges: bool = False
@@ -100,13 +103,14 @@ class DenovoOptions:
     quality_molecules: int = 64
 
 
-class DenovoTask(Task):
+class MoleculeTask(Task):
     """De novo molecules; :meth:`prepare` takes atom counts, :meth:`postprocess` gives
     (Z (n,), positions (n, 3) Angstrom, centred) per molecule and :meth:`write` SDF or
     extended XYZ."""
 
-    name = "denovo_qm9"
-    Options = DenovoOptions
+    name = "molecules"
+    Options = MoleculeOptions
+    #: the file keeps the name of the run that trained it (configs/denovo_qm9.json)
     bundled = "denovo_qm9.pt"
 
     def prepare(self, counts: Sequence[int]) -> list[Graph]:
@@ -235,7 +239,7 @@ def generate_molecules(
     """One molecule (Z, positions) per entry of ``counts`` (its number of atoms) from a de novo
     model, by :func:`~.sampling.generate_all` (any options: the records do not depend on
     them)."""
-    task = DenovoTask(TrainConfig(task=TaskConfig(name=DenovoTask.name)))
+    task = MoleculeTask(TrainConfig(task=TaskConfig(name=MoleculeTask.name)))
     return generate_all(task, model, counts, sampler, seed, batch_size=batch_size)
 
 

@@ -1,5 +1,7 @@
-"""De novo task: features, every treatment trains and samples, end to end through `qdiff sample`
-(with ``--checkpoint``, and without: the bundled model, or exit 2 where it is absent).
+"""The de novo ``molecules`` task: features, every treatment trains and samples, end to end
+through `qdiff sample molecules` (with ``--checkpoint``, and without: the bundled model, or exit 2
+where it is absent); checkpoints and configs of its former name ``denovo_qm9`` still load, train
+and resume.
 
 Uses the H/C/N/O/F molecules of ASE's g2 collection (``source='g2'``): no QM9 download."""
 
@@ -12,13 +14,13 @@ from quotient_diffusion.data import collate
 from quotient_diffusion.diffusion import TREATMENTS, SamplerConfig
 from quotient_diffusion.metrics.molecules import ATOMIC_NUMBERS
 from quotient_diffusion.tasks import get_task, load_trained_model
-from quotient_diffusion.tasks.denovo import draw_atom_counts, generate_molecules
-from quotient_diffusion.training import TrainConfig, train
+from quotient_diffusion.tasks.molecules import draw_atom_counts, generate_molecules
+from quotient_diffusion.training import TrainConfig, load_checkpoint, save_checkpoint, train
 
 
-def config(tmp_path, treatment="quotient", steps=30, **options) -> TrainConfig:
+def config(tmp_path, treatment="quotient", steps=30, name="molecules", **options) -> TrainConfig:
     return TrainConfig.from_dict({
-        "task": {"name": "denovo_qm9", "options": {"source": "g2", **options}},
+        "task": {"name": name, "options": {"source": "g2", **options}},
         "model": {"network": "egnn", "hidden": 16, "layers": 2, "treatment": treatment},
         "optim": {"batch_size": 8, "steps": steps, "lr": 2e-3, "ema_decay": 0.9},
         "run": {"out_dir": str(tmp_path / treatment), "checkpoint_every": 1000,
@@ -71,7 +73,7 @@ def test_train_then_sample_end_to_end(tmp_path, capsys, monkeypatch):
     cfg = config(tmp_path, steps=40)
     final = train(get_task(cfg), cfg, progress=False)
     model, loaded = load_trained_model(final)
-    assert loaded.task.name == "denovo_qm9"
+    assert loaded.task.name == "molecules"
     # the trained model's loss is below the untrained one's on the same noise
     fresh = get_task(cfg).build_model()
     graph = collate(get_task(cfg).datasets()[0][:32])
@@ -115,9 +117,51 @@ def test_train_then_sample_end_to_end(tmp_path, capsys, monkeypatch):
 def test_help_shows_the_default_sampler():
     from quotient_diffusion.commands import sample_molecules as command
     from quotient_diffusion.diffusion import samplers
-    from quotient_diffusion.tasks.denovo import DEFAULT_SAMPLER as d
+    from quotient_diffusion.tasks.molecules import DEFAULT_SAMPLER as d
 
     assert d.method == "ode" and d.rho is None
     rho = samplers.DEFAULT_RHO.get(d.schedule)
     assert command.ODE_DEFAULT == (f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"
                                    + (f", rho {rho:g}" if rho else ""))
+
+
+def test_the_former_task_name_still_loads_trains_and_resumes(tmp_path, capsys):
+    """A checkpoint (and a config) that records ``denovo_qm9``, the task's name before the
+    rename, is read as ``molecules``: tasks.load under either name, `qdiff sample molecules`
+    with the same molecules as today's name, and `qdiff train --resume` with today's config."""
+    import json
+
+    from quotient_diffusion.tasks import RENAMED_TASKS, TASKS, checkpoint_config, load
+
+    assert RENAMED_TASKS == {"denovo_qm9": "molecules"} and "denovo_qm9" not in TASKS
+    old_config = config(tmp_path, steps=4, name="denovo_qm9")
+    task = get_task(old_config)  # a user's config with the former name
+    assert task.name == old_config.task.name == "molecules"
+    cfg = config(tmp_path, steps=4)
+    final = train(get_task(cfg), cfg, progress=False)
+    state = load_checkpoint(final)
+    state["config"]["task"]["name"] = "denovo_qm9"  # as every checkpoint before the rename
+    old = tmp_path / "old" / "last.pt"
+    old.parent.mkdir()
+    save_checkpoint(old, state)
+    assert checkpoint_config(load_checkpoint(old)).task.name == "molecules"
+    for expected in (None, "molecules", "denovo_qm9"):
+        task, model = load(old, expected)
+        assert task.name == task.config.task.name == "molecules"
+    sampled = {}
+    for name, path in (("new", final), ("old", old)):
+        out = tmp_path / f"{name}.xyz"
+        assert main(["sample", "molecules", "--checkpoint", str(path), "-n", "3", "--steps", "4",
+                     "-o", str(out)]) == 0
+        sampled[name] = out.read_bytes()
+    assert sampled["old"] == sampled["new"]
+    # --resume: today's config on the old checkpoint (the model is the same)
+    data = cfg.to_dict()
+    data["run"]["out_dir"] = str(old.parent)
+    data["optim"]["steps"] = 6
+    (tmp_path / "resume.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "resume.json"), "--resume",
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    resumed = load_checkpoint(old.parent / "final.pt", ("config", "step"))
+    assert resumed["step"] == 6 and resumed["config"]["task"]["name"] == "molecules"
