@@ -11,6 +11,9 @@ properties each conformer carries, are described in :mod:`quotient_diffusion.tas
 This module adds what needs the model: :func:`load_conformer_model` loads a checkpoint (default:
 the bundled model, :func:`default_checkpoint`) once and keeps it, and the embed functions take
 a checkpoint and the sampler options and call :func:`~quotient_diffusion.tasks.conformers.embed`.
+Which molecules a model takes (elements, size, net charge) follows its checkpoint: the limits of
+its task, ``load_conformer_model(path)[0].limits`` (:class:`MoleculeLimits`), which the embed
+functions check against and :func:`check_molecule` and :func:`prepare_jobs` take.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from .tasks import checkpoint_path, load
 from .tasks.conformers import (
     DEFAULT_SAMPLER,
     MAX_HEAVY_ATOMS,
+    QM9_LIMITS,
     SDE_STEPS,
     STEREO_ROUNDS,
     TRAINING_MAX_HEAVY_ATOMS,
     ConformerJob,
     ConformerTask,
     EmbedResult,
+    MoleculeLimits,
     check_molecule,
     conformer_sampler,
     embed,
@@ -46,6 +51,8 @@ __all__ = [
     # from tasks.conformers
     "EmbedResult",
     "check_molecule",
+    "MoleculeLimits",
+    "QM9_LIMITS",
     "ConformerJob",
     "prepare_jobs",
     "raw_samples",
@@ -104,10 +111,11 @@ def embed_molecules(
     The whole call is seeded by ``seed``. Copies of all molecules are packed into flat batches
     of at most ``max_atoms_per_batch`` atoms. Conformers are added as their batch finishes, so
     an interruption (``KeyboardInterrupt``) leaves every finished conformer on its molecule.
-    Raises ``ValueError`` naming the first molecule the model cannot take, before any work.
-    The sampler options are those of :func:`conformer_sampler`; ``checkpoint`` is a conformer
-    model (default: the bundled one, loaded once and cached, and only if some molecule is
-    sampled).
+    Raises ``ValueError`` naming the first molecule the model cannot take (its elements, size
+    and net charge are checked against the limits of ``checkpoint``'s task,
+    :class:`MoleculeLimits`), before any work. The sampler options are those of
+    :func:`conformer_sampler`; ``checkpoint`` is a conformer model (default: the bundled one;
+    loaded once and cached).
     """
     sampler = conformer_sampler(steps, method, solver, schedule, rho, noise_scale, progress)
     return embed(mols, lambda: load_conformer_model(checkpoint), num_conformers, seed, mmff,
@@ -136,8 +144,10 @@ def embed_conformers(
     :data:`DEFAULT_SAMPLER`); ``mmff``
     relaxes every conformer with MMFF94; ``checkpoint`` is a conformer model (default: the
     bundled one, loaded once and cached). Raises ``ValueError`` with the reason when the model
-    cannot take the molecule. Fewer ids than asked for come back only when some samples kept
-    a stereo error through every extra round (see :mod:`quotient_diffusion.tasks.conformers`).
+    cannot take the molecule (the accepted elements, sizes and net charges are those of the
+    checkpoint's task, :class:`MoleculeLimits`). Fewer ids than asked for come back only when
+    some samples kept a stereo error through every extra round (see
+    :mod:`quotient_diffusion.tasks.conformers`).
     """
     (result,) = embed_molecules([mol], num_conformers, seed=seed, mmff=mmff, steps=steps,
                                 method=method, noise_scale=noise_scale, checkpoint=checkpoint,

@@ -315,11 +315,12 @@ def test_rmsd_metrics_by_hand():
     assert s.cov_precision == 0.5 and s.amr_precision == pytest.approx(rmsd[:, 0].mean())
 
 
-def tiny_conformer_checkpoint(path, treatment="quotient"):
-    """An untrained conformer model saved as `train` would (no data needed)."""
+def tiny_conformer_checkpoint(path, treatment="quotient", options=None):
+    """An untrained conformer model saved as `train` would (no data needed), with the task
+    options ``options``."""
     from quotient_diffusion.tasks import get_task
 
-    cfg = TrainConfig.from_dict({"task": {"name": "conformers"},
+    cfg = TrainConfig.from_dict({"task": {"name": "conformers", "options": options or {}},
                                  "model": {"hidden": 16, "layers": 2, "treatment": treatment}})
     torch.manual_seed(0)
     model = get_task(cfg).build_model()
@@ -600,6 +601,7 @@ def test_cli_sampler_options(tmp_path, capsys):
         (): "dpm2m-power2-10",
         ("--solver", "heun", "--schedule", "edm", "--steps", "3"): "heun-edm7-3",
         ("--rho", "3", "--steps", "2"): "dpm2m-power3-2",
+        ("--steps", "3"): "dpm2m-power2-3",  # the default's rho stays
         ("--method", "sde", "--steps", "3"): "sde-uniform-3",
     }
     for extra, label in cases.items():
@@ -617,3 +619,119 @@ def test_cli_sampler_options(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "sampler options" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not bad.exists()
+
+
+#: the task options of a CCD model (configs/conformers_ccd.json): its source and vocabulary
+CCD_OPTIONS = {"source": "ccd", "elements": ["H", "C", "N", "O", "F", "S", "Cl", "Br"]}
+#: 25 heavy atoms with S, Cl and Br
+DRUG_LIKE = "CCCOC(=O)c1ccc(NS(=O)(=O)c2ccc(Cl)cc2)c(Br)c1C"
+#: acetylcholine (+1) and acetate (-1)
+CHARGED = ("C[N+](C)(C)CCOC(C)=O", "CC(=O)[O-]")
+#: what a QM9 model says of molecules a CCD model takes (today's messages, word for word)
+QM9_REFUSALS = {
+    DRUG_LIKE: "element(s) Br, Cl, S not in the training data (the model knows H, C, N, O, F)",
+    CHARGED[0]: "net charge +1: the model was trained on neutral molecules",
+    CHARGED[1]: "net charge -1: the model was trained on neutral molecules",
+    "C" * 25: "25 heavy atoms: above the limit of 18, where the model's geometry breaks down "
+              "(it was trained on at most 9)",
+}
+
+
+def with_hydrogens(smiles: str):
+    from rdkit import Chem
+
+    return Chem.AddHs(Chem.MolFromSmiles(smiles))
+
+
+def test_ccd_model_takes_its_elements_sizes_and_charges_without_the_ccd_data(tmp_path,
+                                                                             monkeypatch):
+    """A CCD model (source "ccd", its 8 elements) takes a 25-heavy-atom molecule with S, Cl and
+    Br and charged ones, with no warning: conformers of every atom come out. Loading it, checking
+    and sampling read no CCD data (only training does: datasets() is what fails here)."""
+    from quotient_diffusion.conformers import MoleculeLimits
+    from quotient_diffusion.data import ccd
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the CCD data were read")
+
+    monkeypatch.setattr(ccd, "load_ccd", no_data)
+    monkeypatch.setattr(ccd, "relax_ccd", no_data)
+    monkeypatch.setenv("QD_DATA", str(tmp_path / "no_data"))
+    monkeypatch.setenv("QD_CACHE", str(tmp_path / "no_cache"))
+    ckpt = tiny_conformer_checkpoint(tmp_path / "ccd.pt", options=CCD_OPTIONS)
+    task, _ = load_conformer_model(ckpt)
+    assert task.limits == MoleculeLimits(tuple(CCD_OPTIONS["elements"]), 60, 60, charged=True)
+    smiles = [DRUG_LIKE, *CHARGED]
+    assert [(j.error, j.warnings) for j in prepare_jobs(smiles, task.limits)] == [(None, [])] * 3
+    mols = [with_hydrogens(s) for s in smiles]
+    assert mols[0].GetNumHeavyAtoms() == 25
+    results = embed_molecules(mols, 2, seed=0, steps=2, checkpoint=ckpt)
+    for mol, result in zip(mols, results):
+        assert result.ids == [0, 1]
+        for conf in mol.GetConformers():
+            pos = conf.GetPositions()
+            assert pos.shape == (mol.GetNumAtoms(), 3) and np.isfinite(pos).all()
+    with pytest.raises(AssertionError, match="CCD data were read"):
+        task.datasets()
+
+
+def test_qm9_models_still_refuse_what_a_ccd_model_takes(tmp_path, capsys):
+    """The bundled model and a QM9-style one refuse S/Cl/Br, net charges and 25 heavy atoms with
+    today's messages (check_molecule, prepare_jobs, embed, the command: one line, exit code 2),
+    while the command with a CCD checkpoint writes conformers of the same molecules."""
+    from quotient_diffusion.conformers import QM9_LIMITS, check_molecule
+
+    qm9 = tiny_conformer_checkpoint(tmp_path / "qm9.pt")
+    assert load_conformer_model(qm9)[0].limits == QM9_LIMITS == load_conformer_model()[0].limits
+    out = tmp_path / "out.sdf"
+    for smiles, message in QM9_REFUSALS.items():
+        mol = with_hydrogens(smiles)
+        assert check_molecule(mol) == message == check_molecule(mol, QM9_LIMITS)
+        assert prepare_jobs([smiles])[0].error == message
+        with pytest.raises(ValueError) as refused:
+            embed_conformers(mol, 1, checkpoint=qm9)
+        assert str(refused.value) == message
+        assert qdiff(["conformers", smiles, "-o", str(out), "--checkpoint", str(qm9)]) == 2
+        assert capsys.readouterr().err == f"qdiff conformers: input ({smiles}): {message}\n"
+    assert not out.exists()
+    ccd = tiny_conformer_checkpoint(tmp_path / "ccd.pt", options=CCD_OPTIONS)
+    inputs = tmp_path / "in.smi"
+    inputs.write_text("".join(f"{s}\n" for s in (DRUG_LIKE, *CHARGED)))
+    code = qdiff(["conformers", str(inputs), "-n", "1", "-o", str(out), "--checkpoint", str(ccd),
+                  "--steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning" not in err
+    assert [m.GetNumAtoms() for m in sdf_molecules(out)] == [
+        with_hydrogens(s).GetNumAtoms() for s in (DRUG_LIKE, *CHARGED)]
+
+
+def test_max_heavy_atoms_option_sets_the_size_limit(tmp_path):
+    """The task option max_heavy_atoms, recorded in the checkpoint, replaces the source's size
+    limit both ways: a CCD model held to 20 refuses 25 heavy atoms, a QM9 one allowed 30 takes
+    them (warning above QM9's 9); it must be positive."""
+    from quotient_diffusion.tasks import get_task
+    from quotient_diffusion.training.validation import ConfigError
+
+    small = tiny_conformer_checkpoint(tmp_path / "ccd20.pt",
+                                      options={**CCD_OPTIONS, "max_heavy_atoms": 20})
+    task, _ = load_conformer_model(small)
+    assert task.options.max_heavy_atoms == 20
+    message = ("25 heavy atoms: above the limit of 20, set by the task option max_heavy_atoms "
+               "(it was trained on at most 60)")
+    assert prepare_jobs([DRUG_LIKE], task.limits)[0].error == message
+    with pytest.raises(ValueError, match="above the limit of 20"):
+        embed_conformers(with_hydrogens(DRUG_LIKE), 1, checkpoint=small)
+    large = tiny_conformer_checkpoint(tmp_path / "qm9_30.pt", options={"max_heavy_atoms": 30})
+    task, _ = load_conformer_model(large)
+    (job,) = prepare_jobs(["C" * 25], task.limits)
+    assert job.error is None and job.warnings[0].startswith(
+        "25 heavy atoms, more than any training molecule (9)")
+    mol = with_hydrogens("C" * 25)
+    assert embed_conformers(mol, 1, steps=2, checkpoint=large) == [0]
+    assert mol.GetConformer(0).GetPositions().shape == (77, 3)
+    for bad in (0, -5):
+        config = TrainConfig.from_dict({"task": {"name": "conformers",
+                                                 "options": {"max_heavy_atoms": bad}}})
+        with pytest.raises(ConfigError, match="max_heavy_atoms: must be positive"):
+            get_task(config)

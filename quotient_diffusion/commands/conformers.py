@@ -15,6 +15,13 @@ K = 10 network evaluations: as good as 50 Euler steps within seed noise in AMR-R
 lengths (benchmarks/sampler_steps.py), 5x faster. --solver, --schedule, --rho and --steps
 change it; --method sde takes 50 Euler-Maruyama steps on the uniform grid.
 
+Which molecules are taken follows the checkpoint (the limits its training task records): the
+bundled QM9 model takes the elements H C N O F, at most 18 heavy atoms and neutral molecules
+only; a model trained on the CCD set (task option source "ccd") takes its own elements (H C N O
+F S Cl Br in configs/conformers_ccd.json), up to 60 heavy atoms and net charges; the task option
+max_heavy_atoms overrides the size limit. Inputs above the training molecules' size get a
+warning.
+
 Every conformer goes to one SDF (-o -: standard output) with its properties, among them
 geometry_ok and max_bond_error_A (bond lengths against UFF's, clashes) and stereo_repair. A
 sample whose stereo (R/S, E/Z) is wrong is mirrored when that mends it, else replaced by a new
@@ -53,7 +60,8 @@ def register(sub) -> None:
                    help="how to read INPUT (default auto: by its extension, see above)")
     p.add_argument("-n", "--num-conformers", type=positive_int, default=10)
     p.add_argument("-o", "--output", required=True, help="output SDF file ('-': stdout)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model)")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model); the "
+                   "elements, sizes and charges accepted are its own")
     p.add_argument("--mmff", action="store_true", help="relax every conformer with MMFF94")
     add_sampler_arguments(p, default_steps=50, ode_default=ODE_DEFAULT)
     p.set_defaults(func=run)
@@ -128,18 +136,18 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as err:
         _say(str(err))
         return 2
-    jobs = prepare_jobs(inputs)
-    if not jobs:
+    if not inputs:
         _say("the input holds no SMILES")
-        return 2
-    _report_inputs(jobs, kind)
-    ok = [j for j in jobs if j.error is None]
-    if not ok:
         return 2
     try:
         task, _ = load_conformer_model(args.checkpoint)
     except (OSError, ValueError) as err:
         _say(f"cannot load the model: {err}")
+        return 2
+    jobs = prepare_jobs(inputs, task.limits)  # the molecules this model takes
+    _report_inputs(jobs, kind)
+    ok = [j for j in jobs if j.error is None]
+    if not ok:
         return 2
     requested = args.num_conformers * len(ok)
     t0 = time.perf_counter()

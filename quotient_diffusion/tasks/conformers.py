@@ -16,9 +16,10 @@ Options (``task.options``): ``exclude_geom_test`` (default true), ``num_val`` (d
 ``stereo`` (default false), ``source`` (``"qm9"``, the default, or ``"ccd"``), ``elements``
 (the element vocabulary of the atom features, :mod:`quotient_diffusion.chem.featurize`; default
 (null) H C N O F, which every model trained before it existed uses; ``["H", "C", "N", "O", "F",
-"S", "Cl", "Br"]`` for the CCD set) and ``relaxed_targets`` (CCD only, default true).
-``task.limit`` caps the number of training molecules (the first ones of a fixed shuffle of the
-training split).
+"S", "Cl", "Br"]`` for the CCD set), ``relaxed_targets`` (CCD only, default true) and
+``max_heavy_atoms`` (the largest input the trained model takes, default null: its source's
+limit, :attr:`ConformerTask.limits`). ``task.limit`` caps the number of training molecules (the
+first ones of a fixed shuffle of the training split).
 
 CCD (``source: "ccd"``, :mod:`quotient_diffusion.data.ccd`): the scaffold split's training and
 validation molecules (the test split is never read here). With ``relaxed_targets`` the targets
@@ -41,7 +42,10 @@ Inference
 sampled side by side in flat batches (``quotient_diffusion.conformers.embed_molecules`` and
 ``embed_conformers``, and so ``qdiff conformers``, call it). For every molecule:
 
-1. :func:`check_molecule` says why the model cannot take it (``ValueError``).
+1. :func:`check_molecule` says why the model cannot take it (``ValueError``), against the limits
+   of the model's task (:attr:`ConformerTask.limits`: its element vocabulary, a heavy-atom
+   limit and whether net-charged molecules are taken; QM9 models: H C N O F, 18 heavy atoms,
+   neutral; CCD models: their vocabulary, 60 heavy atoms, charged ones too).
 2. A linear molecule (:func:`~quotient_diffusion.chem.geometry.is_linear`: N#N, HCN, CO2) has
    one conformation, a straight line whose only coordinates are its bond lengths; it is built
    from the reference bond lengths, not sampled (the bundled network gets these molecules
@@ -73,7 +77,7 @@ measure).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -81,6 +85,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..chem.elements import ELEMENTS
 from ..chem.featurize import (
     PAIR_FEATURES,
     MolFeatures,
@@ -88,7 +93,6 @@ from ..chem.featurize import (
     check_elements,
     expand_pairs,
     featurize,
-    supported_elements,
 )
 from ..chem.geometry import check_geometry, is_linear, linear_geometry, reference_bond_lengths
 from ..chem.inputs import InputRecord
@@ -102,6 +106,7 @@ from ..chem.stereo import (
     stereo_features,
 )
 from ..data import Graph, collate
+from ..data.ccd import MAX_HEAVY as CCD_MAX_HEAVY
 from ..data.paths import data_root
 from ..diffusion import DiffusionModel, SamplerConfig, resolve_sampler
 from ..groups import SE3
@@ -118,9 +123,10 @@ __all__ = [
     "ConformerTask", "ConformerOptions", "ConformerDataset", "molecule_graph",
     "geom_qm9_test_smiles", "canonical_no_stereo", "stereo_extras",
     # inference
-    "embed", "EmbedResult", "check_molecule", "ConformerJob", "prepare_jobs", "raw_samples",
-    "fix_stereo", "relax_mmff", "conformer_sampler", "TRAINING_MAX_HEAVY_ATOMS",
-    "MAX_HEAVY_ATOMS", "STEREO_ROUNDS", "DEFAULT_SAMPLER", "SDE_STEPS",
+    "embed", "EmbedResult", "check_molecule", "MoleculeLimits", "QM9_LIMITS", "CCD_LIMITS",
+    "ConformerJob", "prepare_jobs", "raw_samples", "fix_stereo", "relax_mmff",
+    "conformer_sampler", "TRAINING_MAX_HEAVY_ATOMS", "MAX_HEAVY_ATOMS", "STEREO_ROUNDS",
+    "DEFAULT_SAMPLER", "SDE_STEPS",
 ]
 
 GEOM_QM9_TEST = "geom_qm9/test_smiles_corrected.csv"
@@ -231,12 +237,16 @@ class ConformerOptions:
     source: Literal["qm9", "ccd"] = "qm9"
     elements: list | None = None
     relaxed_targets: bool = True
+    max_heavy_atoms: int | None = None
 
     def __post_init__(self):
         try:
             check_elements(self.elements)
         except ValueError as err:
             raise ConfigError(f"task.options.elements: {err}") from None
+        if self.max_heavy_atoms is not None and self.max_heavy_atoms < 1:
+            raise ConfigError("task.options.max_heavy_atoms: must be positive, got "
+                              f"{self.max_heavy_atoms}")
 
 
 class ConformerTask(Task):
@@ -253,6 +263,18 @@ class ConformerTask(Task):
     def elements(self) -> tuple[str, ...]:
         """The element vocabulary of the atom features (task option ``elements``)."""
         return check_elements(self.options.elements)
+
+    @property
+    def limits(self) -> MoleculeLimits:
+        """The molecules the model takes (:func:`check_molecule`): those of its training source
+        (:data:`QM9_LIMITS` or :data:`CCD_LIMITS`) with its element vocabulary, and the task
+        option ``max_heavy_atoms`` as the size limit where it is set."""
+        limits = replace(CCD_LIMITS if self.options.source == "ccd" else QM9_LIMITS,
+                         elements=self.elements)
+        if self.options.max_heavy_atoms is None:
+            return limits
+        return replace(limits, max_heavy_atoms=self.options.max_heavy_atoms,
+                       size_reason="set by the task option max_heavy_atoms")
 
     def prepare(self, mols: Sequence) -> list[Graph]:
         """The graph of each RDKit molecule (explicit hydrogens); for a stereo model with the
@@ -380,9 +402,10 @@ class ConformerTask(Task):
 # what the embed API (quotient_diffusion.conformers) and ``qdiff conformers`` do with a
 # loaded model: input checks, sampling rounds with stereo repair, MMFF, geometry checks
 
-#: QM9's largest molecules have 9 heavy atoms: beyond that the model extrapolates (a warning)
+#: QM9's largest molecules have 9 heavy atoms: beyond that a QM9 model extrapolates (a warning)
 TRAINING_MAX_HEAVY_ATOMS = 9
-#: inputs larger than this are refused. benchmarks/conformer_size_limit.py (bundled model,
+#: a QM9 model refuses inputs larger than this (:data:`QM9_LIMITS`).
+#: benchmarks/conformer_size_limit.py (bundled model,
 #: default sampler, 4 raw samples per molecule): sound geometry in 97-100% of samples up to 18
 #: heavy atoms, 75% at 19-21, 67% at 22-24, 21% at 25-27 and none from 28 on
 MAX_HEAVY_ATOMS = 18
@@ -390,37 +413,66 @@ MAX_HEAVY_ATOMS = 18
 STEREO_ROUNDS = 3
 #: the ODE sampler of :func:`embed` and ``qdiff conformers``: DPM-Solver++(2M) on the
 #: power grid t_k = 1 - (1 - k/10)^2, 10 network evaluations (5x fewer than the 50 Euler steps
-#: it replaces). benchmarks/sampler_steps.py (50 GEOM-QM9 test molecules x 3 raw samples, same
+#: it replaced). benchmarks/sampler_steps.py (50 GEOM-QM9 test molecules x 3 raw samples, same
 #: prior draws) chose it as the fewest evaluations whose AMR-R and bond MAE are both within
-#: seed noise of 50 Euler steps, for the bundled model (rerun on the chirality-push model,
-#: docs/benchmarks/sampler_steps.md): AMR-R 0.260 vs 0.243 A (seed std 0.020; paired
-#: +0.018 +- 0.003), bond MAE 0.0083 vs 0.0082 A, geometry_ok 100%. Euler with 10 steps: bonds
-#: 0.0145 A.
+#: seed noise of 50 Euler steps, for the bundled model (docs/benchmarks/sampler_steps.md):
+#: AMR-R 0.260 vs 0.243 A (seed std 0.020; paired +0.018 +- 0.003), bond MAE 0.0083 vs
+#: 0.0082 A, geometry_ok 100%. Fewer steps keep AMR-R but bend the worst bonds: with 8 on the
+#: rho-1.5 grid, bonds of the bundled-model tests leave their chemical ranges (O-H 0.90 A).
 DEFAULT_SAMPLER = SamplerConfig(steps=10, solver="dpm2m", schedule="power")
 #: Euler-Maruyama steps of the SDE sampler (``method='sde'``) unless told otherwise
 SDE_STEPS = 50
 
 
 # ---------------------------------------------------------------------------- input checks
-def check_molecule(mol) -> str | None:
-    """Why the model cannot take ``mol``, an RDKit molecule with explicit hydrogens (None if it
-    can)."""
+@dataclass(frozen=True)
+class MoleculeLimits:
+    """The molecules a conformer model takes, from its task (:attr:`ConformerTask.limits`):
+    ``elements`` (its element vocabulary), at most ``max_heavy_atoms`` heavy atoms (with
+    ``size_reason`` saying why, for the refusal; "" for none), net-charged ones only if
+    ``charged``; above ``training_max_heavy_atoms``, its largest training molecule, a molecule
+    is taken with a warning."""
+
+    elements: tuple[str, ...]
+    max_heavy_atoms: int
+    training_max_heavy_atoms: int
+    charged: bool
+    size_reason: str = ""
+
+
+#: a QM9 model's limits (with the default vocabulary: the bundled model's): QM9's elements and
+#: neutral molecules, :data:`MAX_HEAVY_ATOMS` as measured on the bundled model
+QM9_LIMITS = MoleculeLimits(ELEMENTS, MAX_HEAVY_ATOMS, TRAINING_MAX_HEAVY_ATOMS, charged=False,
+                            size_reason="where the model's geometry breaks down")
+#: a CCD model's limits (with its own vocabulary: H C N O F S Cl Br in
+#: configs/conformers_ccd.json): the CCD set keeps formal charges, so charged molecules are
+#: taken, and its molecules have 10-60 heavy atoms (:mod:`quotient_diffusion.data.ccd`). The
+#: size limit is that training maximum until a size-limit measurement
+#: (benchmarks/conformer_size_limit.py on a CCD model) says otherwise
+CCD_LIMITS = MoleculeLimits(ELEMENTS, CCD_MAX_HEAVY, CCD_MAX_HEAVY, charged=True)
+
+
+def check_molecule(mol, limits: MoleculeLimits = QM9_LIMITS) -> str | None:
+    """Why a model with ``limits`` (its task's :attr:`ConformerTask.limits`; by default the
+    bundled QM9 model's, :data:`QM9_LIMITS`) cannot take ``mol``, an RDKit molecule with
+    explicit hydrogens (None if it can)."""
     from rdkit import Chem
 
-    elements = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(supported_elements()))
+    elements = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(limits.elements))
     if elements:
         return (f"element(s) {', '.join(elements)} not in the training data "
-                f"(the model knows {', '.join(supported_elements())})")
+                f"(the model knows {', '.join(limits.elements)})")
     fragments = len(Chem.GetMolFrags(mol))
     if fragments > 1:
         return f"{fragments} disconnected fragments: give one molecule at a time"
     charge = Chem.GetFormalCharge(mol)
-    if charge != 0:
+    if charge != 0 and not limits.charged:
         return f"net charge {charge:+d}: the model was trained on neutral molecules"
     heavy = mol.GetNumHeavyAtoms()
-    if heavy > MAX_HEAVY_ATOMS:
-        return (f"{heavy} heavy atoms: above the limit of {MAX_HEAVY_ATOMS}, where the model's "
-                f"geometry breaks down (it was trained on at most {TRAINING_MAX_HEAVY_ATOMS})")
+    if heavy > limits.max_heavy_atoms:
+        reason = f", {limits.size_reason}" if limits.size_reason else ""
+        return (f"{heavy} heavy atoms: above the limit of {limits.max_heavy_atoms}{reason} "
+                f"(it was trained on at most {limits.training_max_heavy_atoms})")
     if any(a.GetTotalNumHs() for a in mol.GetAtoms()):
         return ("the molecule has implicit hydrogens: add them first with Chem.AddHs(mol) "
                 "(the model places every atom)")
@@ -576,8 +628,9 @@ def embed(
     docstring for what happens to each), and return what was done for each: what
     ``quotient_diffusion.conformers.embed_molecules`` does, with the model given.
 
-    ``loader()`` returns (task, model); it is called once, and only when some molecule is to
-    be sampled (a linear one is not). The whole call is seeded by ``seed``. Copies of all
+    ``loader()`` returns (task, model); it is called once, before the checks (the molecules
+    are checked against the limits of that model's task, :attr:`ConformerTask.limits`), and
+    not at all for no molecules. The whole call is seeded by ``seed``. Copies of all
     molecules are packed into flat batches of at most ``max_atoms_per_batch`` atoms.
     Conformers are added as their batch finishes, so an interruption (``KeyboardInterrupt``)
     leaves every finished conformer on its molecule. Raises ``ValueError`` naming the first
@@ -585,8 +638,12 @@ def embed(
     """
     if num_conformers < 1:
         raise ValueError(f"num_conformers must be at least 1, got {num_conformers}")
+    if not mols:
+        return []
+    task, model = loader()
+    limits = task.limits
     for k, mol in enumerate(mols):
-        reason = check_molecule(mol)
+        reason = check_molecule(mol, limits)
         if reason is not None:
             raise ValueError(reason if len(mols) == 1 else f"molecule {k}: {reason}")
     targets = [_Target(mol, num_conformers, mmff) for mol in mols]
@@ -602,7 +659,6 @@ def embed(
         for _ in range(num_conformers):
             t.add(line, "linear", 0, "none")
     if sampled:
-        task, model = loader()
         _sample_rounds(task, model, sampled, sampler, seed, max_atoms_per_batch)
     return [t.result for t in targets]
 
@@ -621,7 +677,7 @@ class ConformerJob:
     conformers: list[np.ndarray] = field(default_factory=list)  # of :func:`raw_samples`
 
 
-def _job(record: InputRecord) -> ConformerJob:
+def _job(record: InputRecord, limits: MoleculeLimits) -> ConformerJob:
     from rdkit import Chem
 
     job = ConformerJob(number=record.number, text=record.smiles or "", name=record.name)
@@ -633,25 +689,29 @@ def _job(record: InputRecord) -> ConformerJob:
         job.error = f"cannot parse SMILES {record.smiles!r}"
         return job
     mol = Chem.AddHs(mol)
-    job.error = check_molecule(mol)
+    job.error = check_molecule(mol, limits)
     if job.error is None:
         job.mol = mol
-        if mol.GetNumHeavyAtoms() > TRAINING_MAX_HEAVY_ATOMS:
+        if mol.GetNumHeavyAtoms() > limits.training_max_heavy_atoms:
             job.warnings.append(
                 f"{mol.GetNumHeavyAtoms()} heavy atoms, more than any training molecule "
-                f"({TRAINING_MAX_HEAVY_ATOMS}): some conformers may fail the geometry check "
-                "(see geometry_ok)")
+                f"({limits.training_max_heavy_atoms}): some conformers may fail the geometry "
+                "check (see geometry_ok)")
     return job
 
 
-def prepare_jobs(inputs: Iterable[InputRecord | str]) -> list[ConformerJob]:
+def prepare_jobs(
+    inputs: Iterable[InputRecord | str], limits: MoleculeLimits = QM9_LIMITS
+) -> list[ConformerJob]:
     """Parse and check inputs (records of :mod:`~quotient_diffusion.chem.inputs`, or bare SMILES
-    numbered from 1): each becomes a :class:`ConformerJob` with its molecule (hydrogens added)
-    or its error."""
+    numbered from 1) against the limits of the model that will sample them (its task's
+    :attr:`ConformerTask.limits`; by default the bundled QM9 model's): each becomes a
+    :class:`ConformerJob` with its molecule (hydrogens added), its error or its warning (more
+    heavy atoms than any training molecule)."""
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    return [_job(item if isinstance(item, InputRecord) else InputRecord(k, item, item))
+    return [_job(item if isinstance(item, InputRecord) else InputRecord(k, item, item), limits)
             for k, item in enumerate(inputs, start=1)]
 
 
