@@ -36,11 +36,11 @@ are selected); conformer count N uses the first N of them:
   unless ``--sample-steps``), raw samples mirrored where that gives the requested stereo
   (``fix_stereo``, as benchmarks/conformers.py scores them; the fraction with the requested
   stereo is reported). ``--model-mmff`` adds a row with each sample relaxed by MMFF94. A
-  molecule the model cannot take is refused, counted by reason, not sampled: an element outside
-  its vocabulary (``task.elements``); for a QM9-trained model (``source: qm9``, the bundled
-  one) also the command's rules (``quotient_diffusion.conformers.check_molecule``: H C N O F,
-  neutral, at most 18 heavy atoms), so the bundled model refuses most ligands. Without a model
-  the model rows are skipped with a message.
+  molecule the model cannot take is refused, counted by reason, not sampled: the command's
+  rules with the model's limits (``quotient_diffusion.conformers.check_molecule`` with
+  ``task.limits``: for the bundled QM9 model H C N O F, neutral, at most 18 heavy atoms, so it
+  refuses most ligands; for a CCD model its 8 elements, up to 60 heavy atoms, charges
+  allowed). Without a model the model rows are skipped with a message.
 
 Score: for each molecule and N, the best heavy-atom RMSD to the experimental pose over the first
 N conformers, after the best symmetry-aware superposition: ``rdMolAlign.GetBestRMS`` on
@@ -292,25 +292,17 @@ def etkdg_records(ligand: Ligand, seed: int, count: int, scorer: PoseScorer, cou
 
 
 def refusal(task, mol) -> tuple[str, str] | None:
-    """(kind, reason) why the model of ``task`` is not asked for ``mol``; None if it is."""
-    from rdkit import Chem
-
+    """(kind, reason) why the model of ``task`` is not asked for ``mol`` (the command's rules
+    with that model's limits, ``check_molecule(mol, task.limits)``); None if it is."""
     from quotient_diffusion.conformers import check_molecule
 
-    outside = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(task.elements))
-    if outside:
-        return "elements", (f"element(s) {', '.join(outside)} outside the model's vocabulary "
-                            f"({' '.join(task.elements)})")
-    if len(Chem.GetMolFrags(mol)) > 1:
-        return "fragments", "more than one fragment"
-    if task.options.source == "qm9":  # the command's rules for QM9-trained models
-        reason = check_molecule(mol)
-        if reason is not None:
-            kind = ("heavy_atoms" if "heavy atoms" in reason else
-                    "charge" if "charge" in reason else
-                    "elements" if "element" in reason else "other")
-            return kind, reason
-    return None
+    reason = check_molecule(mol, task.limits)
+    if reason is None:
+        return None
+    kind = ("heavy_atoms" if "heavy atoms" in reason else "charge" if "charge" in reason else
+            "elements" if "element" in reason else "fragments" if "fragments" in reason else
+            "other")
+    return kind, reason
 
 
 @dataclass
