@@ -23,9 +23,12 @@ sampler and torch's default thread count (``--model-threads`` to change); ETKDG 
 AddHs + EmbedMultipleConfs (ETKDGv3, one thread, the random-coordinates fallback) + the same
 SDF writer. Two passes: the whole file at once (mean ms per conformer written), then one
 molecule at a time, ours and ETKDG alternating (median over molecules of the ms per conformer;
-the model stays loaded, its load time is reported apart). The conformers of the whole-file
-pass are scored like the rest of this benchmark (not timed). Run it on an otherwise idle
-machine: timings taken next to other work are several times slower and not comparable.
+the model stays loaded, its load time is reported apart). The share of our time spent inside
+the network evaluations (``DiffusionModel.denoise``, timed around each call) is reported for
+both passes: it bounds what fewer solver steps or a cheaper network can save. The conformers of
+the whole-file pass are scored like the rest of this benchmark (not timed). Run it on an
+otherwise idle machine: timings taken next to other work are several times slower and not
+comparable.
 
     python benchmarks/conformers.py --quick          # a few minutes: tiny models, 12 molecules
     python benchmarks/conformers.py                  # the committed run (see docs)
@@ -245,6 +248,30 @@ def qdiff_command(smiles: list[str], count: int, out: Path, seed: int,
     return positions
 
 
+@contextlib.contextmanager
+def network_timer():
+    """While active, the wall seconds spent inside ``DiffusionModel.denoise`` (the network with
+    its preconditioning: what fewer solver steps or a cheaper network would save) accumulate in
+    the one-element list it yields."""
+    from quotient_diffusion.diffusion.model import DiffusionModel
+
+    spent = [0.0]
+    original = DiffusionModel.denoise
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    DiffusionModel.denoise = timed
+    try:
+        yield spent
+    finally:
+        DiffusionModel.denoise = original
+
+
 def time_commands(refs, qm9, args) -> dict:
     """Side-by-side timing of ``qdiff conformers`` and ETKDG (module docstring)."""
     from quotient_diffusion import conformers as qc
@@ -260,17 +287,22 @@ def time_commands(refs, qm9, args) -> dict:
     result = {"model_threads": threads, "etkdg_threads": 1, "model_load_s": load_s,
               "sampler": qc.DEFAULT_SAMPLER.label(), "conformers_requested": args.conformers}
 
-    def run(name: str, some: list[str], path: Path) -> tuple[list[list], float]:
-        """(positions, seconds) of one command on ``some`` SMILES."""
+    network = {"whole_file": 0.0, "per_molecule": 0.0}
+
+    def run(name: str, some: list[str], path: Path, part: str) -> tuple[list[list], float]:
+        """(positions, seconds) of one command on ``some`` SMILES; the network's share of
+        ours is added to ``network[part]``."""
         t0 = time.perf_counter()
         if name == "qdiff":
-            positions = qdiff_command(some, args.conformers, path, 0, threads)
+            with network_timer() as spent:
+                positions = qdiff_command(some, args.conformers, path, 0, threads)
+            network[part] += spent[0]
         else:
             positions = etkdg_command(some, args.conformers, path, 0)
         return positions, time.perf_counter() - t0
 
     for name in ("qdiff", "etkdg"):
-        positions, elapsed = run(name, smiles, out / f"{name}_all.sdf")
+        positions, elapsed = run(name, smiles, out / f"{name}_all.sdf", "whole_file")
         written = sum(map(len, positions))
         jobs = prepare_jobs(smiles)
         for job, pos in zip(jobs, positions):
@@ -280,10 +312,14 @@ def time_commands(refs, qm9, args) -> dict:
                         **{k: v for k, v in score(jobs, refs, qm9).items()
                            if not k.startswith("per_molecule")}}
     per_molecule = {"qdiff": [], "etkdg": []}
+    qdiff_seconds = 0.0
     for k, smi in enumerate(smiles):  # alternating, so that a change of load hits both
         for name in ("qdiff", "etkdg"):
-            positions, elapsed = run(name, [smi], out / f"{name}_{k}.sdf")
+            positions, elapsed = run(name, [smi], out / f"{name}_{k}.sdf", "per_molecule")
             per_molecule[name].append(1000 * elapsed / max(len(positions[0]), 1))
+            qdiff_seconds += elapsed if name == "qdiff" else 0.0
+    result["qdiff"]["network_share_whole_file"] = network["whole_file"] / result["qdiff"]["seconds"]
+    result["qdiff"]["network_share_per_molecule"] = network["per_molecule"] / qdiff_seconds
     for name, values in per_molecule.items():
         result[name]["median_molecule_ms_per_conformer"] = float(np.median(values))
     result["ratio_mean"] = (result["qdiff"]["ms_per_conformer"]
@@ -310,6 +346,12 @@ def timing_markdown(result: dict, meta: dict) -> str:
                      f"{100 * r['cov_recall']:.1f} |")
     lines += ["", f"Ratio qdiff / ETKDG: {result['ratio_mean']:.2f} (whole file), "
                   f"{result['ratio_median_molecule']:.2f} (median molecule)."]
+    q = result["qdiff"]
+    if "network_share_whole_file" in q:  # runs before it was measured lack it
+        lines += ["", f"Share of qdiff's time inside the network evaluations "
+                      f"(`DiffusionModel.denoise`): {100 * q['network_share_whole_file']:.0f}% "
+                      f"(whole file), {100 * q['network_share_per_molecule']:.0f}% (one "
+                      "molecule at a time)."]
     return "\n".join(lines) + "\n"
 
 
