@@ -150,10 +150,10 @@ def score(jobs, refs, qm9) -> dict:
 
 def benchmark_sampler(args) -> SamplerConfig:
     """The sampler of the evaluated models: Euler on the uniform grid unless --solver,
-    --schedule or --rho say otherwise."""
+    --schedule, --rho or --last-time say otherwise."""
     return resolve_sampler(SamplerConfig(steps=args.sample_steps), args.sample_steps,
-                           method=args.method,
-                           solver=args.solver, schedule=args.schedule, rho=args.rho)
+                           method=args.method, solver=args.solver, schedule=args.schedule,
+                           rho=args.rho, last_time=args.last_time)
 
 
 def evaluate_model(path: Path, refs, qm9, args, seed: int, mmff: bool = False) -> dict:
@@ -436,6 +436,8 @@ def main() -> int:
     p.add_argument("--solver", choices=("euler", "heun", "dpm2m"), default=None)
     p.add_argument("--schedule", choices=("uniform", "power", "edm"), default=None)
     p.add_argument("--rho", type=float, default=None)
+    p.add_argument("--last-time", type=float, default=None,
+                   help="the power grid's last interior time (samplers.SamplerConfig)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench_conformers"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))

@@ -43,6 +43,9 @@ the results apart, e.g.
         --baseline dpm2m:power:2:10 --noise-seeds 1 --combos dpm2m:power:2 --nfe 4 5 6 8 \
         --name sampler_steps_fewer
 
+A combination's fourth field is the power grid's last interior time (``SamplerConfig.last_time``),
+e.g. ``--combos dpm2m:power:1.5:0.99``; a baseline then reads ``dpm2m:power:1.5:0.99:8``.
+
 Timings in the JSON are seconds of this run (one thread by default) and mean nothing on a
 loaded machine; benchmarks/conformers.py times the command's pipeline against ETKDG.
 Writes benchmarks/results/sampler_steps{,_quick}.json, .md and .png (``--name``: another stem).
@@ -67,10 +70,11 @@ from quotient_diffusion.diffusion import SamplerConfig
 from quotient_diffusion.tasks import load
 from quotient_diffusion.training import load_checkpoint
 
-#: (solver, schedule, rho) combinations measured by default
-COMBOS = [("euler", "uniform", None), ("heun", "uniform", None), ("heun", "power", 1.5),
-          ("dpm2m", "uniform", None), ("dpm2m", "power", 1.5), ("dpm2m", "power", 2.0),
-          ("dpm2m", "edm", None)]
+#: (solver, schedule, rho, last interior time) combinations measured by default
+COMBOS = [("euler", "uniform", None, None), ("heun", "uniform", None, None),
+          ("heun", "power", 1.5, None), ("dpm2m", "uniform", None, None),
+          ("dpm2m", "power", 1.5, None), ("dpm2m", "power", 2.0, None),
+          ("dpm2m", "edm", None, None)]
 BASELINE = SamplerConfig(steps=50)  # the command's sampler before this benchmark
 
 
@@ -80,17 +84,22 @@ def steps_for(solver: str, nfe: int) -> int:
 
 
 def parse_baseline(text: str) -> SamplerConfig:
-    """'dpm2m:power:2:10' -> dpm2m on the power grid, rho 2, 10 steps; 'euler:uniform:50'."""
+    """'dpm2m:power:2:10' -> dpm2m on the power grid, rho 2, 10 steps; 'euler:uniform:50';
+    'dpm2m:power:2:0.99:6' -> the same grid with last interior time 0.99, 6 steps."""
     *combo, steps = text.split(":")
-    solver, schedule, rho = parse_combo(":".join(combo))
-    return SamplerConfig(steps=int(steps), solver=solver, schedule=schedule, rho=rho)
+    solver, schedule, rho, last_time = parse_combo(":".join(combo))
+    return SamplerConfig(steps=int(steps), solver=solver, schedule=schedule, rho=rho,
+                         last_time=last_time)
 
 
-def parse_combo(text: str) -> tuple[str, str, float | None]:
-    """'dpm2m:power:2' -> ('dpm2m', 'power', 2.0); 'euler:uniform' -> ('euler', 'uniform', None)."""
+def parse_combo(text: str) -> tuple[str, str, float | None, float | None]:
+    """'dpm2m:power:2' -> ('dpm2m', 'power', 2.0, None); 'euler:uniform' -> ('euler',
+    'uniform', None, None); 'dpm2m:power:2:0.99' -> ('dpm2m', 'power', 2.0, 0.99): solver,
+    schedule, rho, last interior time."""
     parts = text.split(":")
     rho = float(parts[2]) if len(parts) > 2 else None
-    return parts[0], parts[1], rho
+    last_time = float(parts[3]) if len(parts) > 3 else None
+    return parts[0], parts[1], rho, last_time
 
 
 def bond_errors(jobs, refs, qm9) -> tuple[float, float]:
@@ -165,8 +174,9 @@ def run_model(label: str, path: Path, refs, qm9, args) -> dict:
     noise = {key: float(np.std([r[key] for r in seeds], ddof=1)) if len(seeds) > 1 else 0.0
              for key in ("amr_recall", "bond_mae")}
     configs = [baseline] + [
-        SamplerConfig(steps=steps_for(solver, nfe), solver=solver, schedule=schedule, rho=rho)
-        for solver, schedule, rho in args.combos for nfe in args.nfe]
+        SamplerConfig(steps=steps_for(solver, nfe), solver=solver, schedule=schedule, rho=rho,
+                      last_time=last_time)
+        for solver, schedule, rho, last_time in args.combos for nfe in args.nfe]
     rows = []
     for cfg in configs:
         if any(r["label"] == cfg.label() for r in rows):
@@ -287,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 12, 15, 20, 30],
                    help="evaluation budgets per combination (the baseline always runs)")
     p.add_argument("--combos", type=parse_combo, nargs="+", default=COMBOS,
-                   help="solver:schedule[:rho] (default: every combination of COMBOS)")
+                   help="solver:schedule[:rho[:last_time]] (default: every combination of "
+                        "COMBOS)")
     p.add_argument("--reference-steps", type=int, default=100)
     p.add_argument("--noise-seeds", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -303,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--reference-steps must be >= 0 (0: no converged solve)")
     if args.quick:
         args.molecules, args.conformers, args.nfe = 12, 2, [5, 10]
-        args.combos = [("euler", "uniform", None), ("heun", "uniform", None),
-                       ("dpm2m", "power", 2.0)]
+        args.combos = [("euler", "uniform", None, None), ("heun", "uniform", None, None),
+                       ("dpm2m", "power", 2.0, 0.99)]
         args.reference_steps, args.noise_seeds = 20, 1
         name += "_quick"
     torch.set_num_threads(args.threads)

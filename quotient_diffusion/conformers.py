@@ -104,6 +104,7 @@ def embed_molecules(
     solver: str | None = None,
     schedule: str | None = None,
     rho: float | None = None,
+    last_time: float | None = None,
 ) -> list[EmbedResult]:
     """Add up to ``num_conformers`` conformers to each molecule, in place, and return what was
     done for each (:func:`~quotient_diffusion.tasks.conformers.embed`).
@@ -117,7 +118,8 @@ def embed_molecules(
     :func:`conformer_sampler`; ``checkpoint`` is a conformer model (default: the bundled one;
     loaded once and cached).
     """
-    sampler = conformer_sampler(steps, method, solver, schedule, rho, noise_scale, progress)
+    sampler = conformer_sampler(steps, method, solver, schedule, rho, noise_scale, progress,
+                                last_time)
     return embed(mols, lambda: load_conformer_model(checkpoint), num_conformers, seed, mmff,
                  sampler, clear_conformers, max_atoms_per_batch)
 
@@ -135,12 +137,13 @@ def embed_conformers(
     solver: str | None = None,
     schedule: str | None = None,
     rho: float | None = None,
+    last_time: float | None = None,
 ) -> list[int]:
     """Add up to ``num_conformers`` conformers to ``mol`` (an RDKit molecule with explicit
     hydrogens) in place and return their ids, like ``AllChem.EmbedMultipleConfs``.
 
-    ``steps``, ``method`` ('ode' or 'sde'), ``solver``, ``schedule``, ``rho`` and
-    ``noise_scale`` choose the sampler (:func:`conformer_sampler`; by default
+    ``steps``, ``method`` ('ode' or 'sde'), ``solver``, ``schedule``, ``rho``, ``last_time``
+    and ``noise_scale`` choose the sampler (:func:`conformer_sampler`; by default
     :data:`DEFAULT_SAMPLER`); ``mmff``
     relaxes every conformer with MMFF94; ``checkpoint`` is a conformer model (default: the
     bundled one, loaded once and cached). Raises ``ValueError`` with the reason when the model
@@ -152,5 +155,5 @@ def embed_conformers(
     (result,) = embed_molecules([mol], num_conformers, seed=seed, mmff=mmff, steps=steps,
                                 method=method, noise_scale=noise_scale, checkpoint=checkpoint,
                                 clear_conformers=clear_conformers, solver=solver,
-                                schedule=schedule, rho=rho)
+                                schedule=schedule, rho=rho, last_time=last_time)
     return result.ids

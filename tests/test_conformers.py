@@ -586,7 +586,8 @@ def test_default_sampler_is_the_one_the_command_describes():
     d = DEFAULT_SAMPLER
     rho = d.rho or samplers.DEFAULT_RHO.get(d.schedule)
     assert command.ODE_DEFAULT == (f"{d.steps} steps of the {d.solver} solver, {d.schedule} grid"
-                                   + (f", rho {rho:g}" if rho else ""))
+                                   + (f", rho {rho:g}" if rho else "")
+                                   + (f", last time {d.last_time:g}" if d.last_time else ""))
     assert f"K = {d.steps} network evaluations" in command.__doc__
     assert f"--method sde takes {SDE_STEPS} Euler-Maruyama steps" in command.__doc__
     assert sampler_options.SOLVERS == samplers.SOLVERS
@@ -598,10 +599,12 @@ def test_cli_sampler_options(tmp_path, capsys):
     together (one line, exit code 2, nothing written); the SDF names the sampler used."""
     ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
     cases = {
-        (): "dpm2m-power2-10",
+        (): "dpm2m-power1.5-8-last0.99",
         ("--solver", "heun", "--schedule", "edm", "--steps", "3"): "heun-edm7-3",
-        ("--rho", "3", "--steps", "2"): "dpm2m-power3-2",
-        ("--steps", "3"): "dpm2m-power2-3",  # the default's rho stays
+        ("--rho", "3", "--steps", "2"): "dpm2m-power3-2-last0.99",
+        ("--steps", "4", "--last-time", "0.9"): "dpm2m-power1.5-4-last0.9",
+        ("--steps", "10", "--rho", "2", "--last-time", "0"): "dpm2m-power2-10",
+        ("--steps", "3"): "dpm2m-power1.5-3-last0.99",  # the default's rho and last time
         ("--method", "sde", "--steps", "3"): "sde-uniform-3",
     }
     for extra, label in cases.items():
@@ -613,7 +616,8 @@ def test_cli_sampler_options(tmp_path, capsys):
     capsys.readouterr()
     bad = tmp_path / "bad.sdf"
     for extra in (("--method", "sde", "--solver", "dpm2m"),
-                  ("--schedule", "uniform", "--rho", "2")):
+                  ("--schedule", "uniform", "--rho", "2"),
+                  ("--last-time", "1.5"), ("--schedule", "edm", "--last-time", "0.9")):
         assert qdiff(["conformers", "CCO", "-o", str(bad), "--checkpoint", str(ckpt),
                       *extra]) == 2
         err = capsys.readouterr().err

@@ -709,6 +709,28 @@ def test_time_grids_follow_their_formulas():
         torch.testing.assert_close(a / b, expected, rtol=1e-9, atol=0)
 
 
+def test_power_grid_with_a_last_time():
+    """last_time T: t_{K-1} = T exactly and t_k = T (1 - (1 - k/(K-1))^rho) below it, then 1;
+    only for the power grid, T in (0, 1), at least 2 steps; the label says it, and a default
+    with it hands it on to options that keep its schedule."""
+    linear = LinearInterpolant()
+    cfg = SamplerConfig(steps=6, solver="dpm2m", schedule="power", rho=2.0, last_time=0.99)
+    grid = time_grid(cfg, linear)
+    u = torch.linspace(0, 1, 6, dtype=DT)
+    torch.testing.assert_close(grid[:-1], 0.99 * (1 - (1 - u) ** 2), rtol=0, atol=1e-14)
+    assert grid[-1] == 1 and grid[-2] == 0.99 and (grid.diff() > 0).all()
+    assert cfg.label() == "dpm2m-power2-6-last0.99"
+    for bad in ({"schedule": "uniform"}, {"schedule": "edm"}, {"last_time": 1.0},
+                {"last_time": 0.0}, {"steps": 1}):
+        with pytest.raises(ValueError, match="last_time"):
+            SamplerConfig(**{"steps": 6, "schedule": "power", "last_time": 0.99, **bad})
+    assert resolve_sampler(cfg, 50, steps=8) == SamplerConfig(
+        steps=8, solver="dpm2m", schedule="power", rho=2.0, last_time=0.99)
+    assert resolve_sampler(cfg, 50, schedule="edm").last_time is None
+    assert resolve_sampler(cfg, 50, last_time=0).last_time is None  # 0: none
+    assert resolve_sampler(cfg, 50, method="sde").last_time is None
+
+
 def gaussian_run(cfg: SamplerConfig, num: int = 500, sigma: float = 1.7) -> torch.Tensor:
     """Samples of the exact-denoiser Gaussian target (5 atoms) from fixed prior draws."""
     interp = LinearInterpolant()

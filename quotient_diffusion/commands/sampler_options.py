@@ -20,8 +20,8 @@ class SamplerOptionError(InputError):
 
 def add_sampler_arguments(parser: argparse.ArgumentParser, default_steps: int,
                           ode_default: str | None = None) -> None:
-    """--steps, --method, --solver, --schedule, --rho, --noise-scale, --seed, --threads and
-    --progress. Unset sampler options take the command's defaults in
+    """--steps, --method, --solver, --schedule, --rho, --last-time, --noise-scale, --seed,
+    --threads and --progress. Unset sampler options take the command's defaults in
     :func:`sampler_from_arguments`: ``default_steps`` Euler steps on the uniform grid (ODE and
     SDE), or for the ODE the command's own default, described in help by ``ode_default``."""
     ode = ode_default or f"{default_steps} Euler steps, uniform grid"
@@ -36,6 +36,10 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, default_steps: int,
                              "(EDM's sigma-spaced grid)")
     parser.add_argument("--rho", type=positive_float, default=None,
                         help="exponent of the power and edm grids (default 2 and 7)")
+    parser.add_argument("--last-time", type=non_negative_float, default=None,
+                        help="power grid only: its last interior time t_(K-1), in (0, 1), "
+                             "the power law then spanning [0, t_(K-1)]; 0: none (the power "
+                             "law's own)")
     parser.add_argument("--noise-scale", type=non_negative_float, default=1.0,
                         help="SDE noise scale (>= 0)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed in [0, 2**63 - 1]")
@@ -59,7 +63,8 @@ def sampler_from_arguments(args: argparse.Namespace, ode_default=None):
     try:
         config = resolve_sampler(ode, args.default_steps, steps=args.steps, method=args.method,
                                  solver=args.solver, schedule=args.schedule, rho=args.rho,
-                                 noise_scale=args.noise_scale, progress=args.progress)
+                                 noise_scale=args.noise_scale, progress=args.progress,
+                                 last_time=args.last_time)
     except ValueError as err:
         raise SamplerOptionError(f"sampler options: {err}") from None
     if args.threads:
