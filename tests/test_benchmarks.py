@@ -11,12 +11,15 @@
   cannot take) and a drug-vocabulary model on the Genentech sets (and the CCD test split where
   its cache is built), resumes from its stored passes, and answers bad input with one line and
   exit status 2; its RMSD is symmetry-aware and blind to rigid motions.
+* ``toy_recovery --points``: the learning part at several N writes every N, network, treatment,
+  budget and seed, with finite quotient / conventional ratios beside the theory's 3/(3N-3).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -280,3 +283,35 @@ def test_bound_pose_quick_runs_resumes_and_refuses_bad_input(tmp_path, monkeypat
                            *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("bound_pose: ") and message in err and err.count("\n") == 1
+
+
+def test_toy_recovery_at_several_point_counts_writes_every_run_and_finite_ratios(tmp_path):
+    toy = load_script("toy_recovery")
+    points, networks, treatments = [4, 5], ["egnn", "transformer"], ["conventional", "quotient"]
+    toy.main(["--quick", "--threads", "1", "--points", *map(str, points), "--network", *networks,
+              "--treatments", *treatments, "--seeds", "3", "--budgets", "2", "1",
+              "--num-samples", "20", "--out", str(tmp_path)])
+    stem = tmp_path / "toy_recovery_quick_egnn-transformer_points4-5_learning"
+    payload = json.loads(stem.with_suffix(".json").read_text())
+    assert payload["config"]["budgets"] == [1, 2] and "--points 4 5" in payload["command"]
+    for n in points:
+        for net in networks:
+            by_treatment = payload["learning"][str(n)][net]
+            assert list(by_treatment) == treatments
+            for tname in treatments:
+                for rows in by_treatment[tname].values():
+                    assert len(rows) == 3  # one per seed
+                    for row in rows:
+                        assert all(math.isfinite(v) for v in row.values())
+                        if tname == "quotient":  # its error is already horizontal
+                            assert row["horizontal_error"] == row["denoiser_error"]
+                curve = payload["curves"][str(n)][net][tname]
+                assert curve["steps"] == [1, 2] and len(curve["rg"]["std"]) == 2
+            ratios = payload["ratios"][str(n)][net]
+            assert ratios["steps"] == 2 and ratios["theory"] == 3 / (3 * n - 3)
+            for key in ("horizontal_error", "rg", "logdetK", "pair"):
+                assert len(ratios[key]["per_seed"]) == 3
+                assert all(math.isfinite(r) and r > 0 for r in ratios[key]["per_seed"])
+    table = stem.with_suffix(".md").read_text()
+    assert "| 5 | transformer | 0.250 |" in table and "N = 4, egnn:" in table
+    assert stem.with_suffix(".png").stat().st_size > 0
