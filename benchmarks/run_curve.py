@@ -43,10 +43,12 @@ COLUMNS = (
     "val_chiral_ok",
     "val_atom_stability",
     "val_molecule_stability",
+    "val_ca_ca_within_0.2",
+    "val_ca_ca_mean",
 )
 #: the quality columns plotted (one panel each, those the run records)
 PLOTTED = ("val_rmsd_heavy_median", "val_bond_mae", "val_chiral_ok", "val_atom_stability",
-           "val_molecule_stability")
+           "val_molecule_stability", "val_ca_ca_within_0.2")
 
 
 def snapshot(run: Path) -> dict:
