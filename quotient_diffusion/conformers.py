@@ -21,7 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from .diffusion import DiffusionModel
+from .diffusion import DiffusionModel, SamplerConfig
 from .tasks import checkpoint_path, load
 from .tasks.conformers import (
     DEFAULT_SAMPLER,
@@ -105,6 +105,7 @@ def embed_molecules(
     schedule: str | None = None,
     rho: float | None = None,
     last_time: float | None = None,
+    sampler: SamplerConfig | None = None,
 ) -> list[EmbedResult]:
     """Add up to ``num_conformers`` conformers to each molecule, in place, and return what was
     done for each (:func:`~quotient_diffusion.tasks.conformers.embed`).
@@ -115,11 +116,17 @@ def embed_molecules(
     Raises ``ValueError`` naming the first molecule the model cannot take (its elements, size
     and net charge are checked against the limits of ``checkpoint``'s task,
     :class:`MoleculeLimits`), before any work. The sampler options are those of
-    :func:`conformer_sampler`; ``checkpoint`` is a conformer model (default: the bundled one;
-    loaded once and cached).
+    :func:`conformer_sampler`; ``sampler``, a resolved :class:`SamplerConfig`, is used as it is
+    instead (``ValueError`` if any of those options is set beside it). ``checkpoint`` is a
+    conformer model (default: the bundled one; loaded once and cached).
     """
-    sampler = conformer_sampler(steps, method, solver, schedule, rho, noise_scale, progress,
-                                last_time)
+    options = (steps, solver, schedule, rho, last_time)
+    if sampler is None:
+        sampler = conformer_sampler(steps, method, solver, schedule, rho, noise_scale, progress,
+                                    last_time)
+    elif any(o is not None for o in options) or (method, noise_scale, progress) != ("ode", 1.0,
+                                                                                    False):
+        raise ValueError("give either a SamplerConfig or the sampler options, not both")
     return embed(mols, lambda: load_conformer_model(checkpoint), num_conformers, seed, mmff,
                  sampler, clear_conformers, max_atoms_per_batch)
 

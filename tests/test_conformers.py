@@ -614,6 +614,23 @@ def test_cli_sampler_options(tmp_path, capsys):
         assert code == 0, capsys.readouterr().err
         assert sdf_molecules(out)[0].GetProp("sampler") == label, extra
     capsys.readouterr()
+    # the sampler written is the one used: the same seed gives the same coordinates exactly
+    # when, and only when, the grids agree
+    def positions(*extra):
+        out = tmp_path / "grid.sdf"
+        assert qdiff(["conformers", "CCO", "-n", "2", "-o", str(out), "--checkpoint", str(ckpt),
+                      "--steps", "4", *extra]) == 0
+        return np.stack([m.GetConformer().GetPositions() for m in sdf_molecules(out)])
+
+    default = positions()
+    assert np.array_equal(default, positions("--last-time", "0.99"))
+    assert not np.allclose(default, positions("--last-time", "0"), atol=1e-4)
+    assert not np.allclose(default, positions("--last-time", "0.9"), atol=1e-4)
+    from quotient_diffusion.conformers import DEFAULT_SAMPLER, embed_molecules
+    with pytest.raises(ValueError, match="not both"):
+        embed_molecules([Chem.AddHs(Chem.MolFromSmiles("CCO"))], 1, steps=4,
+                        sampler=DEFAULT_SAMPLER, checkpoint=ckpt)
+    capsys.readouterr()
     bad = tmp_path / "bad.sdf"
     for extra in (("--method", "sde", "--solver", "dpm2m"),
                   ("--schedule", "uniform", "--rho", "2"),

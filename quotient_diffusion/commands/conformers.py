@@ -155,10 +155,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         results = embed_molecules([j.mol for j in ok], args.num_conformers, seed=args.seed,
-                                  mmff=args.mmff, steps=sampler.steps, method=sampler.method,
-                                  noise_scale=sampler.noise_scale, checkpoint=args.checkpoint,
-                                  progress=sampler.progress, solver=sampler.solver,
-                                  schedule=sampler.schedule, rho=sampler.rho)
+                                  mmff=args.mmff, checkpoint=args.checkpoint, sampler=sampler)
     except KeyboardInterrupt:
         records = _records(ok, [None] * len(ok), args, task, kind, sampler.label())
         if records:
