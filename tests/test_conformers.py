@@ -626,6 +626,8 @@ def test_cli_sampler_options(tmp_path, capsys):
     assert np.array_equal(default, positions("--last-time", "0.99"))
     assert not np.allclose(default, positions("--last-time", "0"), atol=1e-4)
     assert not np.allclose(default, positions("--last-time", "0.9"), atol=1e-4)
+    from rdkit import Chem
+
     from quotient_diffusion.conformers import DEFAULT_SAMPLER, embed_molecules
     with pytest.raises(ValueError, match="not both"):
         embed_molecules([Chem.AddHs(Chem.MolFromSmiles("CCO"))], 1, steps=4,
