@@ -9,11 +9,19 @@ side in flat batches; ``qdiff conformers`` uses it. What happens to each molecul
 properties each conformer carries, are described in :mod:`quotient_diffusion.tasks.conformers`.
 
 This module adds what needs the model: :func:`load_conformer_model` loads a checkpoint (default:
-the bundled model, :func:`default_checkpoint`) once and keeps it, and the embed functions take
-a checkpoint and the sampler options and call :func:`~quotient_diffusion.tasks.conformers.embed`.
-Which molecules a model takes (elements, size, net charge) follows its checkpoint: the limits of
-its task, ``load_conformer_model(path)[0].limits`` (:class:`MoleculeLimits`), which the embed
-functions check against and :func:`check_molecule` and :func:`prepare_jobs` take.
+the bundled QM9 model, :func:`default_checkpoint`) once and keeps it, and the embed functions take
+a checkpoint or a bundled model's name and the sampler options and call
+:func:`~quotient_diffusion.tasks.conformers.embed`. Which molecules a model takes (elements, size,
+net charge) follows its checkpoint: the limits of its task, ``load_conformer_model(path)[0].limits``
+(:class:`MoleculeLimits`), which the embed functions check against and :func:`check_molecule` and
+:func:`prepare_jobs` take.
+
+Two models ship with the package (:data:`BUNDLED_MODELS`): ``qm9``, trained on QM9's DFT
+geometries (H C N O F, neutral, up to 18 heavy atoms), and ``druglike``, trained on the PDB
+ligand geometries of the Chemical Component Dictionary (H C N O F S Cl Br, up to 60 heavy atoms,
+charged molecules; docs/benchmarks/druglike.md). By default (``model="auto"``) each molecule goes
+to the model :func:`choose_model` names: the QM9 model for the small molecules it takes, the
+drug-like model for the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .diffusion import DiffusionModel, SamplerConfig
-from .tasks import checkpoint_path, load
+from .tasks import bundled_checkpoint, checkpoint_path, load
 from .tasks.conformers import (
     DEFAULT_SAMPLER,
     MAX_HEAVY_ATOMS,
@@ -48,6 +56,10 @@ __all__ = [
     "embed_molecules",
     "default_checkpoint",
     "load_conformer_model",
+    "BUNDLED_MODELS",
+    "AUTO_QM9_MAX_HEAVY_ATOMS",
+    "bundled_model",
+    "choose_model",
     # from tasks.conformers
     "EmbedResult",
     "check_molecule",
@@ -67,9 +79,35 @@ __all__ = [
 ]
 
 
+#: the conformer models that ship inside the package: name -> file in quotient_diffusion/checkpoints
+BUNDLED_MODELS = {"qm9": "conformers_qm9.pt", "druglike": "conformers_druglike.pt"}
+#: ``model="auto"`` gives a molecule the QM9 model takes to it up to this many heavy atoms, and
+#: everything else to the drug-like model: the boundary between the two training sets (QM9's
+#: molecules have at most 9 heavy atoms, the CCD set's at least 10), so that each molecule goes
+#: to a model that has seen its size
+AUTO_QM9_MAX_HEAVY_ATOMS = 9
+
+
 def default_checkpoint() -> Path:
-    """The conformer model that ships inside the package."""
+    """The bundled QM9 conformer model (the task's own bundled model)."""
     return checkpoint_path(None, ConformerTask.name)
+
+
+def bundled_model(name: str) -> Path:
+    """The file of the bundled conformer model ``name`` (a key of :data:`BUNDLED_MODELS`)."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"no bundled conformer model {name!r} (there are "
+                         f"{', '.join(BUNDLED_MODELS)})")
+    return bundled_checkpoint(BUNDLED_MODELS[name])
+
+
+def choose_model(mol) -> str:
+    """The bundled model ``model="auto"`` gives ``mol`` (with explicit hydrogens): ``"qm9"``
+    where the QM9 model takes it (:func:`check_molecule` with its limits) and it has at most
+    :data:`AUTO_QM9_MAX_HEAVY_ATOMS` heavy atoms, else ``"druglike"``."""
+    limits = load_conformer_model(bundled_model("qm9"))[0].limits
+    small = mol.GetNumHeavyAtoms() <= AUTO_QM9_MAX_HEAVY_ATOMS
+    return "qm9" if small and check_molecule(mol, limits) is None else "druglike"
 
 
 @lru_cache(maxsize=4)
@@ -106,6 +144,7 @@ def embed_molecules(
     rho: float | None = None,
     last_time: float | None = None,
     sampler: SamplerConfig | None = None,
+    model: str = "auto",
 ) -> list[EmbedResult]:
     """Add up to ``num_conformers`` conformers to each molecule, in place, and return what was
     done for each (:func:`~quotient_diffusion.tasks.conformers.embed`).
@@ -118,7 +157,9 @@ def embed_molecules(
     :class:`MoleculeLimits`), before any work. The sampler options are those of
     :func:`conformer_sampler`; ``sampler``, a resolved :class:`SamplerConfig`, is used as it is
     instead (``ValueError`` if any of those options is set beside it). ``checkpoint`` is a
-    conformer model (default: the bundled one; loaded once and cached).
+    conformer model file; without one, ``model`` names a bundled model (:data:`BUNDLED_MODELS`)
+    or is ``"auto"``: each molecule is sampled by the model :func:`choose_model` gives it, the
+    molecules of each model together. Models are loaded once and cached.
     """
     options = (steps, solver, schedule, rho, last_time)
     if sampler is None:
@@ -127,8 +168,27 @@ def embed_molecules(
     elif any(o is not None for o in options) or (method, noise_scale, progress) != ("ode", 1.0,
                                                                                     False):
         raise ValueError("give either a SamplerConfig or the sampler options, not both")
-    return embed(mols, lambda: load_conformer_model(checkpoint), num_conformers, seed, mmff,
-                 sampler, clear_conformers, max_atoms_per_batch)
+    if checkpoint is not None or model != "auto":
+        if checkpoint is None:
+            checkpoint = bundled_model(model)
+        elif model != "auto":
+            raise ValueError("give either a checkpoint or a bundled model name, not both")
+        return embed(mols, lambda: load_conformer_model(checkpoint), num_conformers, seed, mmff,
+                     sampler, clear_conformers, max_atoms_per_batch)
+    names = [choose_model(mol) for mol in mols]
+    limits = load_conformer_model(bundled_model("druglike"))[0].limits
+    for k, mol in enumerate(mols):  # every refusal before any work
+        reason = check_molecule(mol, limits)
+        if reason is not None:
+            raise ValueError(reason if len(mols) == 1 else f"molecule {k}: {reason}")
+    results: list[EmbedResult | None] = [None] * len(mols)
+    for name in BUNDLED_MODELS:
+        picked = [k for k, chosen in enumerate(names) if chosen == name]
+        done = embed([mols[k] for k in picked], lambda: load_conformer_model(bundled_model(name)),
+                     num_conformers, seed, mmff, sampler, clear_conformers, max_atoms_per_batch)
+        for k, result in zip(picked, done):
+            results[k] = result
+    return results
 
 
 def embed_conformers(
@@ -145,6 +205,7 @@ def embed_conformers(
     schedule: str | None = None,
     rho: float | None = None,
     last_time: float | None = None,
+    model: str = "auto",
 ) -> list[int]:
     """Add up to ``num_conformers`` conformers to ``mol`` (an RDKit molecule with explicit
     hydrogens) in place and return their ids, like ``AllChem.EmbedMultipleConfs``.
@@ -152,8 +213,9 @@ def embed_conformers(
     ``steps``, ``method`` ('ode' or 'sde'), ``solver``, ``schedule``, ``rho``, ``last_time``
     and ``noise_scale`` choose the sampler (:func:`conformer_sampler`; by default
     :data:`DEFAULT_SAMPLER`); ``mmff``
-    relaxes every conformer with MMFF94; ``checkpoint`` is a conformer model (default: the
-    bundled one, loaded once and cached). Raises ``ValueError`` with the reason when the model
+    relaxes every conformer with MMFF94; ``checkpoint`` is a conformer model file, else
+    ``model`` a bundled model's name or ``"auto"`` (:func:`choose_model`; loaded once and
+    cached). Raises ``ValueError`` with the reason when the model
     cannot take the molecule (the accepted elements, sizes and net charges are those of the
     checkpoint's task, :class:`MoleculeLimits`). Fewer ids than asked for come back only when
     some samples kept a stereo error through every extra round (see
@@ -162,5 +224,5 @@ def embed_conformers(
     (result,) = embed_molecules([mol], num_conformers, seed=seed, mmff=mmff, steps=steps,
                                 method=method, noise_scale=noise_scale, checkpoint=checkpoint,
                                 clear_conformers=clear_conformers, solver=solver,
-                                schedule=schedule, rho=rho, last_time=last_time)
+                                schedule=schedule, rho=rho, last_time=last_time, model=model)
     return result.ids

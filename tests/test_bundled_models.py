@@ -123,7 +123,7 @@ def generated() -> dict:
     mols = {index: Chem.Mol(dft[index]) for index in TEST_SPLIT}
     for mol in mols.values():
         mol.RemoveAllConformers()
-    results = embed_molecules(list(mols.values()), CONFORMERS, seed=SEED)
+    results = embed_molecules(list(mols.values()), CONFORMERS, seed=SEED, model="qm9")
     out = {}
     for (index, mol), result in zip(mols.items(), results):
         assert len(result.ids) == CONFORMERS, (TEST_SPLIT[index], result)

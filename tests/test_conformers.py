@@ -255,17 +255,26 @@ def test_fix_stereo_mirrors_an_inverted_conformer():
 
 
 def test_embed_refuses_unsupported_molecules_with_the_reason():
+    """The QM9 model refuses Cl and 19 heavy atoms; auto (the default) gives those to the
+    drug-like model, which refuses I and 61 heavy atoms; the index is that of the whole call."""
     from rdkit import Chem
 
     with pytest.raises(ValueError, match="implicit hydrogens.*Chem.AddHs"):
         embed_conformers(Chem.MolFromSmiles("CCO"), 1)
-    with pytest.raises(ValueError, match="element"):
-        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("CCl")), 1)
-    with pytest.raises(ValueError, match="heavy atoms"):
-        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C" * (MAX_HEAVY_ATOMS + 1))), 1)
+    with pytest.raises(ValueError, match="element.*Cl"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("CCl")), 1, model="qm9")
+    with pytest.raises(ValueError, match="19 heavy atoms"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("C" * (MAX_HEAVY_ATOMS + 1))), 1,
+                         model="qm9")
+    with pytest.raises(ValueError, match="element.*I not"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("CCI")), 1)
+    with pytest.raises(ValueError, match="molecule 2: 61 heavy atoms: above the limit of 60"):
+        embed_molecules([Chem.AddHs(Chem.MolFromSmiles(s)) for s in ("C", "CCl", "C" * 61)], 1)
     with pytest.raises(ValueError, match="molecule 1: .*fragments"):
         embed_molecules([Chem.AddHs(Chem.MolFromSmiles("C")),
                          Chem.AddHs(Chem.MolFromSmiles("C.C"))], 1)
+    with pytest.raises(ValueError, match="no bundled conformer model 'drugs'"):
+        embed_conformers(Chem.AddHs(Chem.MolFromSmiles("CC")), 1, model="drugs")
 
 
 def test_stereo_policy_resamples_then_drops(monkeypatch):
@@ -424,10 +433,10 @@ def test_cli_process_smiles_beside_a_same_named_file_to_stdout(tmp_path):
 
 def test_cli_process_reads_quoted_csv_and_reports_the_bad_row(tmp_path):
     (tmp_path / "in.csv").write_text('name,smiles\n"methane, natural gas",C\nwater,O\n'
-                                     'chloroethane,CCCl\n')
+                                     'iodoethane,CCI\n')
     proc = run_qdiff("conformers", "in.csv", "-n", "1", "-o", "out.sdf", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
-    assert "line 4 (CCCl)" in proc.stderr and "Traceback" not in proc.stderr
+    assert "line 4 (CCI): element(s) I not" in proc.stderr and "Traceback" not in proc.stderr
     mols = sdf_molecules(tmp_path / "out.sdf")
     assert [m.GetProp("_Name") for m in mols] == ["methane, natural gas", "water"]
 
@@ -557,16 +566,23 @@ def test_embed_conformers_in_place_like_rdkit():
 
 
 def test_bundled_model_generates_sensible_paracetamol(tmp_path, capsys):
-    """README's first command: the bundled model, offline, on paracetamol."""
+    """README's first command: the bundled models, offline, on paracetamol (11 heavy atoms: the
+    drug-like model's by default, no warning; the QM9 model's with a warning, beyond QM9's 9)."""
     from quotient_diffusion.conformers import default_checkpoint
 
     assert default_checkpoint().exists()
     out = tmp_path / "out.sdf"
     code = qdiff(["conformers", "CC(=O)Nc1ccc(O)cc1", "-n", "2", "-o", str(out), "--steps", "20"])
     assert code == 0
-    assert "warning" in capsys.readouterr().err  # 11 heavy atoms: beyond QM9's 9
+    assert "warning" not in capsys.readouterr().err
     mols = sdf_molecules(out)
-    assert len(mols) == 2
+    assert [m.GetProp("checkpoint") for m in mols] == ["bundled druglike"] * 2
+    qm9 = tmp_path / "qm9.sdf"
+    assert qdiff(["conformers", "CC(=O)Nc1ccc(O)cc1", "-n", "2", "-o", str(qm9),
+                  "--model", "qm9"]) == 0
+    assert "warning" in capsys.readouterr().err
+    mols += sdf_molecules(qm9)
+    assert len(mols) == 4
     for mol in mols:
         pos = mol.GetConformer().GetPositions()
         lengths = [np.linalg.norm(pos[b.GetBeginAtomIdx()] - pos[b.GetEndAtomIdx()])
@@ -758,3 +774,44 @@ def test_max_heavy_atoms_option_sets_the_size_limit(tmp_path):
                                                  "options": {"max_heavy_atoms": bad}}})
         with pytest.raises(ConfigError, match="max_heavy_atoms: must be positive"):
             get_task(config)
+
+
+def test_auto_gives_each_molecule_its_bundled_model(tmp_path, capsys):
+    """choose_model: the QM9 model for what it takes up to AUTO_QM9_MAX_HEAVY_ATOMS heavy atoms,
+    the drug-like model for the rest (one more heavy atom, S/Cl/Br, charges). The command with
+    the default --model auto writes each input's conformers from that model, as --model with
+    that name does (same seed, same coordinates), and names it in the SDF; --model beside
+    --checkpoint is refused (one line, exit code 2)."""
+    from quotient_diffusion.commands.conformers import MODELS
+    from quotient_diffusion.commands.conformers import __doc__ as command_doc
+    from quotient_diffusion.conformers import AUTO_QM9_MAX_HEAVY_ATOMS, BUNDLED_MODELS, choose_model
+
+    assert MODELS == ("auto", *BUNDLED_MODELS)
+    assert f"at most {AUTO_QM9_MAX_HEAVY_ATOMS} heavy atoms" in " ".join(command_doc.split())
+    largest = "C" * AUTO_QM9_MAX_HEAVY_ATOMS
+    picks = {largest: "qm9", "CCO": "qm9", largest + "C": "druglike", "CCCl": "druglike",
+             CHARGED[1]: "druglike", DRUG_LIKE: "druglike"}
+    assert {s: choose_model(with_hydrogens(s)) for s in picks} == picks
+    smiles = ("CCO", DRUG_LIKE, CHARGED[0])
+    inputs = tmp_path / "in.smi"
+    inputs.write_text("".join(f"{s}\n" for s in smiles))
+    auto = tmp_path / "auto.sdf"
+    assert qdiff(["conformers", str(inputs), "-n", "2", "-o", str(auto)]) == 0
+    written = sdf_molecules(auto)
+    assert [m.GetProp("checkpoint") for m in written] == [
+        "bundled qm9"] * 2 + ["bundled druglike"] * 4
+    for name, first in (("qm9", 0), ("druglike", 2)):
+        alone = tmp_path / f"{name}.sdf"
+        picked = [s for s in smiles if choose_model(with_hydrogens(s)) == name]
+        inputs.write_text("".join(f"{s}\n" for s in picked))
+        assert qdiff(["conformers", str(inputs), "-n", "2", "-o", str(alone),
+                      "--model", name]) == 0
+        for k, mol in enumerate(sdf_molecules(alone)):
+            assert np.array_equal(mol.GetConformer().GetPositions(),
+                                  written[first + k].GetConformer().GetPositions())
+    capsys.readouterr()
+    ckpt = tiny_conformer_checkpoint(tmp_path / "m.pt")
+    assert qdiff(["conformers", "CCO", "-o", str(tmp_path / "x.sdf"), "--model", "qm9",
+                  "--checkpoint", str(ckpt)]) == 2
+    assert capsys.readouterr().err == ("qdiff conformers: give --model or --checkpoint, "
+                                       "not both\n")

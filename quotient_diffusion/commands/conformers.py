@@ -17,12 +17,15 @@ with the previous default, 10 steps on t_k = 1 - (1 - k/K)^2, in AMR-R and bond 
 --steps change it (--steps 10 --rho 2 --last-time 0 is the previous default);
 --method sde takes 50 Euler-Maruyama steps on the uniform grid.
 
-Which molecules are taken follows the checkpoint (the limits its training task records): the
-bundled QM9 model takes the elements H C N O F, at most 18 heavy atoms and neutral molecules
-only; a model trained on the CCD set (task option source "ccd") takes its own elements (H C N O
-F S Cl Br in configs/conformers_ccd.json), up to 60 heavy atoms and net charges; the task option
-max_heavy_atoms overrides the size limit. Inputs above the training molecules' size get a
-warning.
+Models: two ship with the package. --model qm9 was trained on QM9's DFT geometries and takes
+the elements H C N O F, at most 18 heavy atoms and neutral molecules only; --model druglike was
+trained on PDB ligand geometries (the Chemical Component Dictionary) and takes H C N O F S Cl Br,
+up to 60 heavy atoms and net charges. --model auto (the default) gives each input the QM9 model
+when that takes it and it has at most 9 heavy atoms, else the drug-like model; the SDF
+property 'checkpoint' names the model of each conformer. --checkpoint uses a trained model
+instead, whose limits are those its training task records (a CCD model's as the drug-like one's;
+the task option max_heavy_atoms overrides the size limit). Inputs above the training molecules'
+size get a warning.
 
 Every conformer goes to one SDF (-o -: standard output) with its properties, among them
 geometry_ok and max_bond_error_A (bond lengths against UFF's, clashes) and stereo_repair. A
@@ -48,12 +51,14 @@ from .sampler_options import add_sampler_arguments, sampler_from_arguments
 #: the default ODE sampler, as --help shows it (quotient_diffusion.tasks.conformers.DEFAULT_SAMPLER,
 #: written out so that building the parser imports no torch; tests check they agree)
 ODE_DEFAULT = "8 steps of the dpm2m solver, power grid, rho 1.5, last time 0.99"
+#: --model's choices: quotient_diffusion.conformers.BUNDLED_MODELS and auto (written out, as above)
+MODELS = ("auto", "qm9", "druglike")
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "conformers",
-        help="generate 3D conformers for SMILES (bundled QM9 model by default)",
+        help="generate 3D conformers for SMILES (bundled QM9 and drug-like models)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,7 +67,10 @@ def register(sub) -> None:
                    help="how to read INPUT (default auto: by its extension, see above)")
     p.add_argument("-n", "--num-conformers", type=positive_int, default=10)
     p.add_argument("-o", "--output", required=True, help="output SDF file ('-': stdout)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled QM9 model); the "
+    p.add_argument("--model", choices=MODELS, default="auto",
+                   help="bundled model (default auto: the QM9 model for small molecules it "
+                        "takes, the drug-like model for the rest; see above)")
+    p.add_argument("--checkpoint", help="a trained conformer model instead of a bundled one; the "
                    "elements, sizes and charges accepted are its own")
     p.add_argument("--mmff", action="store_true", help="relax every conformer with MMFF94")
     add_sampler_arguments(p, default_steps=50, ode_default=ODE_DEFAULT)
@@ -84,18 +92,18 @@ def _report_inputs(jobs, kind: str) -> None:
             _say(f"{label}: warning: {warning}")
 
 
-def _records(jobs, results, args, task, kind: str, sampler: str) -> list[tuple]:
+def _records(jobs, results, models, args, kind: str, sampler: str) -> list[tuple]:
     """The records of :meth:`ConformerTask.write` (mol, positions, name, properties) of every
-    conformer on the jobs' mols."""
+    conformer on the jobs' mols; ``models`` gives each job's (checkpoint label, task)."""
     where = "input_record" if kind == "sdf" else "input_line"
-    model = f"{task.config.model.network}/{task.config.model.treatment}"
     records = []
-    for job, result in zip(jobs, results):
+    for job, result, (label, task) in zip(jobs, results, models):
+        model = f"{task.config.model.network}/{task.config.model.treatment}"
         for k, conf in enumerate(job.mol.GetConformers()):
             props = {where: job.number, "smiles": job.text, "conformer": k,
                      **conf.GetPropsAsDict(), "seed": args.seed}
             if props["source"] == "model":
-                props.update(model=model, sampler=sampler)
+                props.update(model=model, checkpoint=label, sampler=sampler)
             if result is not None:
                 props["stereo_dropped"] = result.dropped
             if job.warnings:
@@ -130,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before any work: a bad path fails at once
 
     from ..chem.inputs import read_inputs
-    from ..conformers import DEFAULT_SAMPLER, embed_molecules, load_conformer_model, prepare_jobs
+    from ..conformers import (
+        DEFAULT_SAMPLER,
+        bundled_model,
+        choose_model,
+        embed_molecules,
+        load_conformer_model,
+        prepare_jobs,
+    )
 
     sampler = sampler_from_arguments(args, DEFAULT_SAMPLER)  # bad options fail before any work
     try:
@@ -141,8 +156,14 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         _say("the input holds no SMILES")
         return 2
+    if args.checkpoint is not None and args.model != "auto":
+        _say("give --model or --checkpoint, not both")
+        return 2
+    # the file that sets which molecules are taken: auto's drug-like model takes a superset of
+    # what the QM9 model takes
+    limiting = args.checkpoint or bundled_model("druglike" if args.model == "auto" else args.model)
     try:
-        task, _ = load_conformer_model(args.checkpoint)
+        task, _ = load_conformer_model(limiting)
     except (OSError, ValueError) as err:
         _say(f"cannot load the model: {err}")
         return 2
@@ -151,20 +172,27 @@ def run(args: argparse.Namespace) -> int:
     ok = [j for j in jobs if j.error is None]
     if not ok:
         return 2
+    if args.checkpoint is not None:
+        models = [(args.checkpoint, task)] * len(ok)
+    else:
+        names = [choose_model(j.mol) if args.model == "auto" else args.model for j in ok]
+        models = [(f"bundled {name}", load_conformer_model(bundled_model(name))[0])
+                  for name in names]
     requested = args.num_conformers * len(ok)
     t0 = time.perf_counter()
     try:
         results = embed_molecules([j.mol for j in ok], args.num_conformers, seed=args.seed,
-                                  mmff=args.mmff, checkpoint=args.checkpoint, sampler=sampler)
+                                  mmff=args.mmff, checkpoint=args.checkpoint, sampler=sampler,
+                                  model=args.model)
     except KeyboardInterrupt:
-        records = _records(ok, [None] * len(ok), args, task, kind, sampler.label())
+        records = _records(ok, [None] * len(ok), models, args, kind, sampler.label())
         if records:
             task.write(records, args.output)
         print(f"interrupted: wrote {len(records)} of {requested} conformers to {args.output}",
               file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
-    records = _records(ok, results, args, task, kind, sampler.label())
+    records = _records(ok, results, models, args, kind, sampler.label())
     empty = [j for j, r in zip(ok, results) if not r.ids]
     for job in empty:
         _say(f"{job.text}: no conformer kept the requested stereo")
