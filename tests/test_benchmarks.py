@@ -13,6 +13,10 @@
   exit status 2; its RMSD is symmetry-aware and blind to rigid motions.
 * ``toy_recovery --points``: the learning part at several N writes every N, network, treatment,
   budget and seed, with finite quotient / conventional ratios beside the theory's 3/(3N-3).
+* ``backbone_geometry --quick``: the bundled backbone model's rows beside the natural test
+  chains' (natural CA-CA within 0.2 A of 3.80 A, no clashes), and bad input (a missing, broken
+  or other task's checkpoint, an unwritable folder, no data) refused with exit status 2 before
+  any sampling.
 """
 
 from __future__ import annotations
@@ -315,3 +319,52 @@ def test_toy_recovery_at_several_point_counts_writes_every_run_and_finite_ratios
     table = stem.with_suffix(".md").read_text()
     assert "| 5 | transformer | 0.250 |" in table and "N = 4, egnn:" in table
     assert stem.with_suffix(".png").stat().st_size > 0
+
+
+def test_backbone_geometry_quick_reports_natural_and_model_rows_and_refuses_bad_input(
+        tmp_path, monkeypatch, capsys):
+    from conftest import require_data
+
+    require_data("proteins/db5.5_structures.tar.gz")
+    bench = load_script("backbone_geometry")
+    out = tmp_path / "results"
+    assert bench.main(["--quick", "--out", str(out), "--name", "t"]) == 0
+    payload = json.loads((out / "t.json").read_text())
+    assert payload["checkpoint"]["step"] > 0 and len(payload["checkpoint"]["sha256"]) == 64
+    assert payload["sampler"]["label"] == "euler-uniform-20"
+    assert len(payload["machine"]["load_average_at_start"]) == 3 and payload["wall_time_s"] > 0
+    rows = payload["rows"]
+    for part in ("at_length", "all_lengths"):
+        natural, model = rows[part]["natural"], rows[part]["model"]
+        assert natural["ca_ca_within_0.2"] > 0.9 and abs(natural["ca_ca_mean"] - 3.8) < 0.05
+        assert natural["clash_pair_fraction"] == 0.0
+        for r in (natural, model):
+            assert 0 <= r["ca_ca_within_0.1"] <= r["ca_ca_within_0.2"] <= 1
+            assert 0 <= r["helix_fraction"] + r["strand_fraction"] <= 1
+            assert 0 < r["pairwise_tm"] <= 1 and r["rg_ratio_mean"] > 0
+        assert math.isfinite(model["bond_angle_w1"]) and math.isfinite(model["dihedral_w1"])
+    assert rows["at_length"]["model"]["min_length"] == rows["at_length"]["model"]["max_length"] \
+        == 100 and rows["at_length"]["model"]["chains"] == 2
+    assert rows["all_lengths"]["natural"]["dihedral_w1"] == \
+        payload["w1_floor_halves"]["dihedral_w1"]["mean"]
+    assert "| L = 100 | model | 2 | 100-100 |" in (out / "t.md").read_text()
+    assert (out / "t.png").stat().st_size > 0
+
+    def fail(*args, **kwargs):
+        raise AssertionError("sampled before the input was checked")
+
+    monkeypatch.setattr(bench, "sample", fail)
+    conformer = _drug_conformer_checkpoint(tmp_path / "drug.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    for bad, message in (
+            (["--checkpoint", str(tmp_path / "absent.pt")], "no such file"),
+            (["--checkpoint", str(garbage)], "cannot load the model"),
+            (["--checkpoint", str(conformer)], "not 'backbones'"),
+            (["--out", str(garbage)], "not a directory"),
+            (["--data-dir", str(tmp_path)], "data not found"),
+            (["--per-length", "0"], "--per-length must be at least 1")):
+        assert bench.main(["--quick", "--out", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("backbone_geometry: ") and message in err and err.count("\n") == 1
