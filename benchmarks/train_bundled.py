@@ -9,22 +9,39 @@ config; this script overrides only ``run.out_dir``, ``run.device`` and the warm 
   (warm start from the first stage's checkpoint, stereo inputs, 30,000 steps), then
   ``configs/conformers_qm9_chiral.json`` (warm start from the stereo stage's ``final.pt``,
   chirality push, 30,000 steps);
+* ``druglike`` -> ``conformers_druglike.pt``: ``configs/conformers_ccd.json`` (the drug-like CCD
+  set, restrained-MMFF-relaxed targets, elements H C N O F S Cl Br, 40,000 steps), warm-started
+  from the ``conformers`` model's last stage ``conformers_qm9_chiral`` (its ``final.pt``: the
+  same EMA weights as ``conformers_qm9.pt``, which the bundled model was warm-started from). A
+  model whose stage warm-starts from another model's stage needs that model in ``--stages`` too
+  (``--stages conformers,druglike``; finished stages are skipped, so this costs nothing once the
+  conformer chain is done): ``--stages druglike`` alone is refused with one line rather than
+  silently training the conformer chain, and a model always trains after the ones it needs,
+  whatever their order in ``--stages``;
 * ``molecules`` -> ``denovo_qm9.pt``: ``configs/denovo_qm9.json`` (task ``molecules``; the
   stage, its run folder and the file keep the run's name);
 * ``backbones`` -> ``backbones.pt``: ``configs/backbones.json`` (the config recorded in the
   bundled checkpoint, which was trained by an older version of the code: checkpoint version 1).
 
+``--quick`` (a smoke test: :data:`QUICK_STEPS` steps per stage, a tiny validation) trains
+:data:`QUICK_MODELS` by default, which leaves out ``druglike``: on a fresh machine its CCD set
+takes minutes to build from biotite's CCD (130 s on one thread, docs/data.md; cached in
+``$QD_CACHE`` afterwards) and needs the ``[proteins]`` extra. ``--quick --stages
+conformers,druglike`` runs it too, without the restrained MMFF relaxation (``relaxed_targets``
+false: the experimental coordinates are the targets; relaxing the 29,306 training and
+validation molecules took 703 s, 12 minutes, on the machine that trained the bundled model).
+
 Each stage trains in ``<work>/<stage>`` (``--work``, default ``<out>/runs``); the last stage of a
 model is exported with :func:`quotient_diffusion.training.export_weights` (what ``qdiff export``
-calls) to ``<out>/<model>.pt`` and read back with ``load_trained_model``. ``<out>/
-train_bundled.json`` records, per stage, the steps, wall time, steps per second, device and the
-final validation metrics; it is rewritten after every stage.
+calls) to ``<out>/`` under the bundled file's name and read back with ``load_trained_model``.
+``<out>/train_bundled.json`` records, per stage, the steps, wall time, steps per second, device
+and the final validation metrics; it is rewritten after every stage.
 
 Resumable: a rerun with the same options continues each unfinished stage from its ``last.pt``
 and skips finished ones (a stage's checkpoint trained with other settings is an error, not a
 silent restart). ``--hours`` bounds this invocation's wall time, ``--hours-per-stage`` each
 stage's; a stage stopped by either is continued by the next rerun, and the later stages of its
-model wait for it.
+model (and of a model warm-started from it) wait for it.
 
 Device: ``--device auto`` (default) trains on CUDA when torch sees a device, else on the CPU
 (``run.device``, :func:`quotient_diffusion.training.loop.resolve_device`). There is no mixed
@@ -36,6 +53,7 @@ than arithmetic, and the coordinate updates, alignments and losses need float32.
     python benchmarks/train_bundled.py --out $OUT --scale 0.1 --hours 0.2   # a short trial
     python benchmarks/train_bundled.py --out runs/bundled --stages conformers \\
         --steps conformers_qm9=5000
+    python benchmarks/train_bundled.py --out runs/bundled --stages conformers,druglike
 
 Exit codes: 0 every selected stage finished; 3 some stage stopped by a time bound (rerun to
 continue); 1 a stage failed (missing data, training error); 2 bad arguments, config, checkpoint
@@ -82,6 +100,9 @@ QUICK_OPTIONS = {
     "molecules": {"num_val": 8, "quality_molecules": 4},
     "backbones": {"quality_chains": 1},
 }
+#: further --quick task options of single stages: the CCD stage trains on the experimental
+#: coordinates (the restrained MMFF relaxation of the molecules it uses takes 12 minutes)
+QUICK_STAGE_OPTIONS = {"conformers_ccd": {"relaxed_targets": False}}
 #: why the networks train in float32 everywhere (recorded in the summary)
 MIXED_PRECISION = ("off: the networks are small (hidden 64), so a GPU step is bound by kernel "
                    "launches, not arithmetic, and coordinate updates, alignments and losses "
@@ -114,10 +135,25 @@ MODELS: dict[str, BundledModel] = {
         Stage("conformers_qm9_chiral", "conformers_qm9_chiral.json",
               init_from="conformers_qm9_stereo"),
     )),
+    "druglike": BundledModel("conformers_druglike.pt", (
+        Stage("conformers_ccd", "conformers_ccd.json", init_from="conformers_qm9_chiral"),
+    )),
     "molecules": BundledModel("denovo_qm9.pt", (Stage("denovo_qm9", "denovo_qm9.json"),)),
     "backbones": BundledModel("backbones.pt", (Stage("backbones", "backbones.json"),)),
 }
 STAGE_NAMES = [stage.name for model in MODELS.values() for stage in model.stages]
+#: the model each stage belongs to
+STAGE_MODEL = {stage.name: name for name, model in MODELS.items() for stage in model.stages}
+#: the models --quick trains unless --stages names others: all but ``druglike``, whose CCD set
+#: takes minutes to build on a fresh machine (module docstring)
+QUICK_MODELS = [name for name in MODELS if name != "druglike"]
+
+
+def needed_models(name: str) -> list[str]:
+    """The other models whose stages warm-start the stages of model ``name``."""
+    return list(dict.fromkeys(STAGE_MODEL[stage.init_from] for stage in MODELS[name].stages
+                              if stage.init_from is not None
+                              and STAGE_MODEL[stage.init_from] != name))
 
 
 class UsageError(Exception):
@@ -181,18 +217,48 @@ def _step_overrides(items: list[str]) -> dict[str, int]:
     return steps
 
 
+def _in_training_order(models: list[str]) -> list[str]:
+    """``models`` in the order given, except that the models a model's warm start needs are
+    moved to just before it (where they come later); :class:`UsageError` when one of those is
+    not in ``models``."""
+    for name in models:
+        missing = [other for other in needed_models(name) if other not in models]
+        if missing:
+            sources = [stage.init_from for stage in MODELS[name].stages
+                       if stage.init_from is not None
+                       and STAGE_MODEL[stage.init_from] in missing]
+            raise UsageError(
+                f"--stages: {name} warm-starts from {', '.join(sources)} of model(s) "
+                f"{', '.join(missing)}: name them too, e.g. --stages "
+                f"{','.join([*missing, name])} (their finished stages are skipped)")
+    ordered: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in ordered:
+            for other in needed_models(name):
+                add(other)
+            ordered.append(name)
+
+    for name in models:
+        add(name)
+    return ordered
+
+
 def parse_args(argv: list[str] | None = None) -> Plan:
     """The :class:`Plan` of a command line (:class:`UsageError` or exit 2 when it is bad)."""
     p = _Parser(prog="train_bundled.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", help="folder for the exported models and train_bundled.json "
                    "(required unless --quick, which defaults to a new temporary folder)")
     p.add_argument("--work", help="folder for the stages' training runs (default <out>/runs)")
-    p.add_argument("--stages", default=",".join(MODELS),
-                   help=f"models to train, comma-separated (default {','.join(MODELS)})")
+    p.add_argument("--stages",
+                   help=f"models to train, comma-separated (default {','.join(MODELS)}; "
+                   f"--quick: {','.join(QUICK_MODELS)}); a model trains after the ones its "
+                   "warm start needs, which must be named too")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto (CUDA when available, else CPU), cpu or cuda")
     p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_STEPS} steps per stage and a tiny validation (a smoke test)")
+                   help=f"{QUICK_STEPS} steps per stage and a tiny validation (a smoke test; "
+                   "druglike only where --stages names it)")
     p.add_argument("--scale", type=_positive(float), default=1.0,
                    help="multiply every stage's steps, stop step and warm-up (e.g. 0.1)")
     p.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
@@ -206,11 +272,15 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                    "--quick: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    models = [name.strip() for name in args.stages.split(",") if name.strip()]
+    stages = args.stages
+    if stages is None:
+        stages = ",".join(QUICK_MODELS if args.quick else MODELS)
+    models = list(dict.fromkeys(name.strip() for name in stages.split(",") if name.strip()))
     unknown = [name for name in models if name not in MODELS]
     if unknown or not models:
         raise UsageError(f"--stages: unknown model(s) {', '.join(map(repr, unknown)) or 'none'}"
                          f"; choose from {', '.join(MODELS)}")
+    models = _in_training_order(models)
     if args.quick and (args.steps or args.scale != 1.0):
         raise UsageError("--quick sets the steps itself: drop --steps / --scale")
     if args.out is None and not args.quick:
@@ -222,7 +292,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
             check_output(folder, "dir")
         except InputError as err:
             raise UsageError(str(err)) from None
-    return Plan(out=out, work=work, models=list(dict.fromkeys(models)), device=args.device,
+    return Plan(out=out, work=work, models=models, device=args.device,
                 quick=args.quick, scale=args.scale, steps=_step_overrides(args.steps),
                 hours=args.hours, hours_per_stage=args.hours_per_stage,
                 # --quick: one thread (two spinning OpenMP threads ran a step 10x slower on a
@@ -247,6 +317,7 @@ def stage_config(stage: Stage, plan: Plan) -> tuple[TrainConfig, int]:
         config.run.validate_every = config.run.checkpoint_every = QUICK_STEPS
         config.run.log_every = 10
         config.task.options.update(QUICK_OPTIONS.get(config.task.name, {}))
+        config.task.options.update(QUICK_STAGE_OPTIONS.get(stage.name, {}))
     elif stage.name in plan.steps:
         optim.steps, stop_at = plan.steps[stage.name], None
     elif plan.scale != 1.0:
@@ -383,11 +454,13 @@ def run(plan: Plan) -> int:
         write_json(plan.out / SUMMARY, summary, indent=2)
 
     code = 0
+    # each finished stage's checkpoint, across models (a stage may warm-start from another
+    # model's stage, which parse_args put earlier in plan.models)
+    sources: dict[str, Path] = {}
     for name in plan.models:
         model = MODELS[name]
         entry = {"export": None, "stages": []}
         summary["models"][name] = entry
-        sources: dict[str, Path] = {}
         for stage in model.stages:
             budgets = []
             if plan.hours is not None:

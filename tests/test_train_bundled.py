@@ -1,9 +1,14 @@
 """benchmarks/train_bundled.py (one command that trains every bundled model) and ``run.device``.
 
-* ``--quick`` on the CPU (about 40 s) trains every bundled model, chains the conformer stages
-  (each warm-started from the previous stage's checkpoint inside ``--out``) and exports each
-  model where the library's loader reads it; a stage stopped by a time bound is resumed by the
-  rerun, a finished one is skipped, and a rerun with other settings is refused.
+* ``--quick`` on the CPU (about 40 s) trains every bundled model but the drug-like one, chains
+  the conformer stages (each warm-started from the previous stage's checkpoint inside ``--out``)
+  and exports each model where the library's loader reads it; a stage stopped by a time bound is
+  resumed by the rerun, a finished one is skipped, and a rerun with other settings is refused.
+  Where the CCD set is cached, ``--quick --stages conformers,druglike`` then trains the drug-like
+  stage (without the MMFF relaxation) from the conformer chain's last stage.
+* The drug-like model: its stage is the bundled checkpoint's config, warm-started from another
+  model's stage (across models, on toy stages too); ``--stages druglike`` alone is refused and
+  the models train after the ones they need.
 * Bad arguments and output paths are one line and exit status 2.
 * ``run.device`` takes auto / cpu / cuda only, and on a CPU machine 'auto' trains bit for bit
   as 'cpu' does.
@@ -60,6 +65,15 @@ def data_available(relative: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def ccd_cached() -> bool:
+    """Whether the CCD set's cache exists (building it takes minutes)."""
+    if not data_available("druglike/evaluation_ccd_codes.txt"):
+        return False
+    from quotient_diffusion.data.ccd import cache_path
+
+    return cache_path().exists()
 
 
 def exit_code(script: ModuleType, argv: list[str]) -> int:
@@ -127,9 +141,31 @@ def test_quick_trains_chains_resumes_and_exports_the_bundled_models(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trained with other settings" in err
 
+    # the drug-like model, where the CCD set is cached (building it takes minutes): its stage
+    # warm-starts from the conformer chain's last stage, which is skipped as finished
+    if importlib.util.find_spec("biotite") is None or not ccd_cached():
+        return
+    assert exit_code(script, ["--quick", "--out", str(out), "--stages", "druglike,conformers",
+                              "--no-progress"]) == 0
+    summary = json.loads((out / "train_bundled.json").read_text())
+    assert list(summary["models"]) == ["conformers", "druglike"]
+    assert {s["status"] for s in summary["models"]["conformers"]["stages"]} == {"done earlier"}
+    (stage,) = summary["models"]["druglike"]["stages"]
+    assert stage["status"] == "trained" and stage["step"] == script.QUICK_STEPS
+    source = runs / "conformers_qm9_chiral" / "final.pt"
+    assert stage["init_from"] == str(source)
+    state = load_checkpoint(runs / "conformers_ccd" / "final.pt", ("history", "config"))
+    assert state["history"][0]["init_from"] == str(source)
+    assert state["config"]["task"]["options"]["relaxed_targets"] is False
+    model, config = load_trained_model(out / "conformers_druglike.pt")
+    assert config.task.options["source"] == "ccd" and len(config.task.options["elements"]) == 8
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--stages", "conformers,ligands"], "unknown model(s) 'ligands'"),
+    (["--stages", "druglike"], "druglike warm-starts from conformers_qm9_chiral of model(s) "
+     "conformers: name them too, e.g. --stages conformers,druglike"),
+    (["--quick", "--stages", "molecules,druglike"], "--stages conformers,druglike"),
     (["--steps", "conformers_qm9=0"], "must be at least 1"),
     (["--steps", "toy=5"], "expected STAGE=N"),
     (["--steps", "denovo_qm9=many"], "not an integer"),
@@ -143,6 +179,76 @@ def test_bad_arguments_are_one_line_and_exit_2(script, tmp_path, capsys, argv, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_druglike_model_is_the_bundled_one_and_trains_after_the_conformers(script, tmp_path):
+    from quotient_diffusion.conformers import BUNDLED_MODELS
+    from quotient_diffusion.tasks import checkpoint_config
+    from quotient_diffusion.tasks.loading import bundled_checkpoint
+
+    # every bundled conformer model of the library is made here
+    exports = {model.export for model in script.MODELS.values()}
+    assert set(BUNDLED_MODELS.values()) <= exports
+    (stage,) = script.MODELS["druglike"].stages
+    assert (stage.name, stage.config, stage.init_from) == (
+        "conformers_ccd", "conformers_ccd.json", "conformers_qm9_chiral")
+    assert script.MODELS["druglike"].export == BUNDLED_MODELS["druglike"]
+    assert script.MODELS["conformers"].stages[-1].name == stage.init_from
+    assert script.needed_models("druglike") == ["conformers"]
+    # the full stage is the config the bundled model was trained with, to the step it reached,
+    # warm-started from the bundled QM9 model (the conformer chain's last stage, exported)
+    out = str(tmp_path / "o")
+    config, end = script.stage_config(stage, script.parse_args(["--out", out]))
+    bundled = load_checkpoint(bundled_checkpoint(BUNDLED_MODELS["druglike"]))
+    assert script._comparable(config.to_dict()) == script._comparable(
+        checkpoint_config(bundled).to_dict())
+    assert end == bundled["step"] == 40_000 and config.task.options["relaxed_targets"]
+    assert Path(bundled["history"][0]["init_from"]).name == BUNDLED_MODELS["qm9"]
+    # --quick: a tiny validation and no restrained MMFF relaxation
+    config, end = script.stage_config(stage, script.parse_args(["--quick", "--out", out]))
+    assert end == script.QUICK_STEPS and config.task.options["num_val"] == 8
+    assert config.task.options["relaxed_targets"] is False
+    assert config.task.options["source"] == "ccd"
+    # which models run, in which order
+    for argv, models in [
+            ([], "conformers,druglike,molecules,backbones"),
+            (["--quick"], "conformers,molecules,backbones"),
+            (["--stages", "druglike,conformers"], "conformers,druglike"),
+            (["--quick", "--stages", "backbones,druglike,molecules,conformers"],
+             "backbones,conformers,druglike,molecules")]:
+        assert script.parse_args([*argv, "--out", out]).models == models.split(","), argv
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stage_warm_starts_from_another_models_stage(script, tmp_path, monkeypatch,
+                                                       single_thread):
+    """Toy stages (no data): model ``b``'s stage starts from model ``a``'s last stage."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    toy = {"task": {"name": "toy", "options": {"num_train": 32, "num_val": 8}},
+           "model": {"hidden": 16, "layers": 2}, "optim": {"batch_size": 8, "steps": 4},
+           "run": {"out_dir": "unused"}}
+    (configs / "toy.json").write_text(json.dumps(toy))
+    models = {"a": script.BundledModel("a.pt", (script.Stage("a1", "toy.json"),
+                                                script.Stage("a2", "toy.json", init_from="a1"))),
+              "b": script.BundledModel("b.pt", (script.Stage("b1", "toy.json", init_from="a2"),))}
+    monkeypatch.setattr(script, "CONFIGS", configs)
+    monkeypatch.setattr(script, "MODELS", models)
+    monkeypatch.setattr(script, "STAGE_MODEL", {"a1": "a", "a2": "a", "b1": "b"})
+    monkeypatch.setattr(script, "QUICK_MODELS", ["a"])
+    out = tmp_path / "out"
+    with pytest.raises(script.UsageError, match="b warm-starts from a2 of model"):
+        script.parse_args(["--quick", "--out", str(out), "--stages", "b"])
+    assert script.run(script.parse_args(["--quick", "--out", str(out), "--stages", "b,a",
+                                         "--no-progress"])) == 0
+    summary = json.loads((out / "train_bundled.json").read_text())
+    assert list(summary["models"]) == ["a", "b"]
+    (stage,) = summary["models"]["b"]["stages"]
+    source = out / "runs" / "a2" / "final.pt"
+    assert stage["status"] == "trained" and stage["init_from"] == str(source)
+    state = load_checkpoint(out / "runs" / "b1" / "final.pt", ("history",))
+    assert state["history"][0]["init_from"] == str(source)
+    assert summary["models"]["b"]["export"]["path"] == str(out / "b.pt")
 
 
 def test_output_paths_that_are_not_folders_are_refused(script, tmp_path, capsys):
