@@ -33,7 +33,7 @@ are selected); conformer count N uses the first N of them:
   :func:`quotient_diffusion.tasks.load` and sampled with
   :func:`quotient_diffusion.tasks.generate` (the library's sampling loop: ``--max-atoms`` atoms
   per batch, the command's default sampler ``quotient_diffusion.conformers.DEFAULT_SAMPLER``
-  unless ``--sample-steps``), raw samples mirrored where that gives the requested stereo
+  unless ``--sample-steps`` or ``--method sde``), raw samples mirrored where that gives the requested stereo
   (``fix_stereo``, as benchmarks/conformers.py scores them; the fraction with the requested
   stereo is reported). ``--model-mmff`` adds a row with each sample relaxed by MMFF94. A
   molecule the model cannot take is refused, counted by reason, not sampled: the command's
@@ -41,6 +41,10 @@ are selected); conformer count N uses the first N of them:
   ``task.limits``: for the bundled QM9 model H C N O F, neutral, at most 18 heavy atoms, so it
   refuses most ligands; for a CCD model its 8 elements, up to 60 heavy atoms, charges
   allowed). Without a model the model rows are skipped with a message.
+
+Spread: for each molecule and method, the median over pairs of its conformers of their
+heavy-atom RMSD after superposition (identity atom map, no symmetry: a measure of diversity);
+per method the median over molecules (passes stored before it was recorded have none).
 
 Score: for each molecule and N, the best heavy-atom RMSD to the experimental pose over the first
 N conformers, after the best symmetry-aware superposition: ``rdMolAlign.GetBestRMS`` on
@@ -247,6 +251,18 @@ class PoseScorer:
                 for c in probe.GetConformers()]
 
 
+def spread(mol, positions: list[np.ndarray]) -> float | None:
+    """The median over pairs of conformers of their heavy-atom RMSD after superposition
+    (identity atom map, :func:`quotient_diffusion.metrics.conformers.pairwise_rmsd`): how
+    different a method's conformers of one molecule are (None below two conformers)."""
+    from quotient_diffusion.metrics.conformers import pairwise_rmsd
+
+    if len(positions) < 2:
+        return None
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    return round(float(np.median(pairwise_rmsd(np.stack(positions)[:, heavy]))), 4)
+
+
 def best_by_count(rmsds: list[float], counts) -> dict[str, float | None]:
     """The best RMSD over the first N conformers for each N (None: no conformer)."""
     return {str(n): (round(min(rmsds[:n]), 4) if rmsds else None) for n in counts}
@@ -283,10 +299,11 @@ def etkdg_records(ligand: Ligand, seed: int, count: int, scorer: PoseScorer, cou
     base = {"id": ligand.id, "heavy": ligand.heavy, "status": status, "conformers": len(ids),
             "symmetry_capped": scorer.capped, "fallback": fallback, "short": 0 < len(ids) < count}
     return {
-        "etkdg": {**base, "seconds": embed_s,
+        "etkdg": {**base, "seconds": embed_s, "spread": spread(mol, raw),
                   "best_rmsd": best_by_count(scorer.rmsds(raw), counts)},
         "etkdg+mmff": {**base, "seconds": embed_s + mmff_s, "mmff_no_params": bool(ids)
                        and not has_params, "mmff_unconverged": unconverged,
+                       "spread": spread(mol, relaxed),
                        "best_rmsd": best_by_count(scorer.rmsds(relaxed), counts)},
     }
 
@@ -362,11 +379,13 @@ def model_records(model: Model, ligand: Ligand, seed: int, count: int, scorer: P
     status = "ok" if positions else "failed: no sample"
     out = {model.label: {**base, "status": status, "conformers": len(positions),
                          "seconds": sample_s, "stereo_ok": stereo_ok,
+                         "spread": spread(ligand.mol, positions),
                          "best_rmsd": best_by_count(scorer.rmsds(positions), counts)}}
     if args.model_mmff:
         t0 = time.perf_counter()
         relaxed = [relax_mmff(ligand.mol, pos)[0] for pos in positions]
         out[labels[1]] = {**out[model.label], "seconds": sample_s + time.perf_counter() - t0,
+                          "spread": spread(ligand.mol, relaxed),
                           "best_rmsd": best_by_count(scorer.rmsds(relaxed), counts)}
     return out
 
@@ -440,6 +459,9 @@ def summarise(records: list[dict], counts) -> dict:
         out["mmff_unconverged_conformers"] = sum(r["mmff_unconverged"] for r in records)
     if any("refusal" in r for r in records):
         out["refusals"] = dict(Counter(r["refusal"] for r in records if "refusal" in r))
+    spreads = [r["spread"] for r in accepted if r.get("spread") is not None]
+    if spreads:  # absent from passes stored before the spread was recorded
+        out["spread_median"] = float(np.median(spreads))
     stereo = [r["stereo_ok"] for r in accepted if r.get("stereo_ok") is not None]
     if stereo:
         out["stereo_ok"] = float(np.mean(stereo))
@@ -516,6 +538,9 @@ def markdown(payload: dict) -> str:
             if m.get("refusals"):
                 extra.append("refused: " + ", ".join(f"{v} {k}" for k, v in
                                                      sorted(m["refusals"].items())))
+            if "spread_median" in m:
+                extra.append(f"spread {m['spread_median']:.2f} Å (median over molecules of the "
+                             "median pairwise RMSD of its conformers)")
             if "stereo_ok" in m:
                 extra.append(f"{100 * m['stereo_ok']:.0f}% of samples with the requested stereo "
                              "(after mirroring)")
@@ -586,6 +611,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also each model's samples relaxed with MMFF94 (rows LABEL+mmff)")
     p.add_argument("--sample-steps", type=int, help="model sampler steps (default: the "
                                                     "command's default sampler)")
+    p.add_argument("--method", choices=("ode", "sde"), default="ode",
+                   help="model sampler: the ODE (default) or the SDE (Euler-Maruyama, "
+                        "50 steps on the uniform grid unless --sample-steps)")
     p.add_argument("--max-atoms", type=int, default=4096, help="atoms per sampling batch")
     p.add_argument("--max-matches", type=int, default=MAX_MATCHES,
                    help="atom maps tried per RMSD (the guard against huge symmetry)")
@@ -681,7 +709,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                    "QM9 model, which refuses most ligands)")
         print(message, flush=True)
         notes.append(message)
-    args.sampler = conformer_sampler(args.sample_steps)
+    args.sampler = conformer_sampler(args.sample_steps, args.method)
     for m in models:
         options = m.task.options
         net = m.task.config.model

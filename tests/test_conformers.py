@@ -324,6 +324,30 @@ def test_rmsd_metrics_by_hand():
     assert s.cov_precision == 0.5 and s.amr_precision == pytest.approx(rmsd[:, 0].mean())
 
 
+def test_pairwise_rmsd_against_rdkit_alignment_and_a_rigid_motion():
+    """pairwise_rmsd: zero for a rigidly moved copy (a mirror image is not superposable:
+    positive), and equal to RDKit's AlignMol with the identity atom map for distinct ETKDG
+    conformers, pair order that of numpy.triu_indices."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem, rdMolAlign
+
+    from quotient_diffusion.metrics.conformers import pairwise_rmsd
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("OCC(C)NC(=O)C1CC1"))
+    ids = list(AllChem.EmbedMultipleConfs(mol, 4, randomSeed=7))
+    pos = np.stack([mol.GetConformer(i).GetPositions() for i in ids])
+    angle = 1.1
+    rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
+                    [0, np.sin(angle), np.cos(angle)]])
+    moved, mirrored = pos[0] @ rot.T - 2.0, pos[0] * np.array([1.0, 1.0, -1.0])
+    same = pairwise_rmsd(np.stack([pos[0], moved, mirrored]))
+    assert same[0] < 1e-10 and same[1] > 0.1 and same[2] > 0.1
+    identity = [(k, k) for k in range(mol.GetNumAtoms())]
+    expected = [rdMolAlign.AlignMol(Chem.Mol(mol), mol, prbCid=ids[i], refCid=ids[j],
+                                    atomMap=identity) for i, j in zip(*np.triu_indices(4, 1))]
+    assert np.allclose(pairwise_rmsd(pos), expected, atol=1e-6)
+
+
 def tiny_conformer_checkpoint(path, treatment="quotient", options=None):
     """An untrained conformer model saved as `train` would (no data needed), with the task
     options ``options``."""

@@ -9,6 +9,10 @@ which tries every graph automorphism; hydrogens removed):
 
 with delta = 0.5 A for QM9. With a single reference conformer (the QM9 DFT geometry),
 COV-R is 0 or 1 per molecule and precision measures how many samples land near that one minimum.
+
+The spread of an ensemble, :func:`pairwise_rmsd`, is the RMSD of every pair of its conformers
+after the optimal proper superposition with the identity atom map (Kabsch; no automorphisms:
+a measure of diversity, cheap enough for every pair of 50 conformers).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from ..chem.molecules import mol_with_positions
 
-__all__ = ["heavy_atom_rmsd_matrix", "EnsembleScores", "ensemble_scores"]
+__all__ = ["heavy_atom_rmsd_matrix", "pairwise_rmsd", "EnsembleScores", "ensemble_scores"]
 
 
 def heavy_atom_rmsd_matrix(mol, generated: list[np.ndarray], ref_mol, references: list[np.ndarray],
@@ -39,6 +43,27 @@ def heavy_atom_rmsd_matrix(mol, generated: list[np.ndarray], ref_mol, references
         for j, ref in enumerate(refs):
             out[i, j] = rdMolAlign.GetBestRMS(probe, ref, maxMatches=max_matches)
     return out
+
+
+def pairwise_rmsd(positions: np.ndarray) -> np.ndarray:
+    r"""The RMSD of every pair i < j of ``positions`` (C conformers, (C, N, 3), Angstrom) after
+    the best proper superposition of i onto j with the identity atom map:
+    :math:`\min_{R, t} (\frac{1}{N} \sum_n |R x^i_n + t - x^j_n|^2)^{1/2}` (Kabsch,
+    :func:`~quotient_diffusion.groups.geometry.kabsch_rotation`), in the order of
+    ``numpy.triu_indices(C, 1)``; float64."""
+    import torch
+
+    from ..groups.geometry import kabsch_rotation
+
+    x = torch.as_tensor(np.asarray(positions), dtype=torch.float64)
+    count, atoms = x.shape[:2]
+    x = x - x.mean(dim=1, keepdim=True)
+    i, j = (torch.as_tensor(k) for k in np.triu_indices(count, 1))
+    a, b = x[i], x[j]
+    pairs = torch.arange(len(i)).repeat_interleave(atoms)
+    rotation = kabsch_rotation(a.reshape(-1, 3), b.reshape(-1, 3), pairs)
+    moved = a @ rotation.transpose(-1, -2)
+    return ((moved - b) ** 2).sum(-1).mean(-1).sqrt().numpy()
 
 
 @dataclass
