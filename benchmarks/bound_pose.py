@@ -392,11 +392,13 @@ def model_records(model: Model, ligand: Ligand, seed: int, count: int, scorer: P
 
 # ------------------------------------------------------------------------------ passes
 def run_pass(set_name: str, ligands: list[Ligand], kind: str, meta: dict, parts: Path,
-             compute, fresh: bool) -> dict[str, list[dict]]:
+             compute, fresh: bool) -> tuple[dict[str, list[dict]], float | None]:
     """Records (method -> one per ligand, in order) of one pass over a set, continuing the
-    part file ``parts/<set>__<kind>.json`` when its settings are these (``meta``)."""
+    part file ``parts/<set>__<kind>.json`` when its settings are these (``meta``), and the
+    load average when the pass first started (None: not recorded)."""
     path = parts / f"{set_name}__{kind.replace('+', '_')}.json"
     done: dict[str, dict] = {}
+    load = None  # the load average when the pass first started (absent from older part files)
     if path.exists() and not fresh:
         try:
             stored = json.loads(path.read_text())
@@ -404,19 +406,23 @@ def run_pass(set_name: str, ligands: list[Ligand], kind: str, meta: dict, parts:
             stored = {}
         if stored.get("meta") == meta:
             done = stored["records"]
+            load = stored.get("load_average_at_start")
         else:
             print(f"{path.name}: other settings; starting this pass afresh", flush=True)
     todo = [lig for lig in ligands if lig.id not in done]
     if todo:
         print(f"{set_name} / {kind}: {len(todo)} molecule(s) to do "
               f"({len(ligands) - len(todo)} stored)", flush=True)
+    if todo and load is None:
+        load = round(os.getloadavg()[0], 2)
     for k, ligand in enumerate(todo, 1):
         done[ligand.id] = compute(ligand)
-        write_json(path, {"meta": meta, "records": done}, indent=None)
+        write_json(path, {"meta": meta, "load_average_at_start": load, "records": done},
+                   indent=None)
         if k % 25 == 0 or k == len(todo):
             print(f"  {k}/{len(todo)}", flush=True)
     methods = list(done[ligands[0].id]) if ligands else []
-    return {m: [done[lig.id][m] for lig in ligands] for m in methods}
+    return {m: [done[lig.id][m] for lig in ligands] for m in methods}, load
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -465,6 +471,32 @@ def summarise(records: list[dict], counts) -> dict:
     stereo = [r["stereo_ok"] for r in accepted if r.get("stereo_ok") is not None]
     if stereo:
         out["stereo_ok"] = float(np.mean(stereo))
+    return out
+
+
+#: heavy-atom bins of the by-size table (inclusive bounds)
+SIZE_BINS = ((1, 19), (20, 24), (25, 29), (30, 34), (35, 200))
+
+
+def by_size(records: dict[str, list[dict]], counts) -> dict:
+    """Per heavy-atom bin (:data:`SIZE_BINS`) and method: the molecules it accepted there,
+    the median best RMSD at the largest N, the median time per conformer (ms) and the median
+    spread."""
+    n = str(max(counts))
+    out = {}
+    for lo, hi in SIZE_BINS:
+        row = {}
+        for method, recs in records.items():
+            made = [r for r in recs if r["status"] == "ok" and r["conformers"]
+                    and lo <= r["heavy"] <= hi]
+            spreads = [r["spread"] for r in made if r.get("spread") is not None]
+            row[method] = {
+                "molecules": len(made),
+                "median": float(np.median([r["best_rmsd"][n] for r in made])) if made else None,
+                "ms_per_conformer_median": (float(np.median([1000 * r["seconds"] / r["conformers"]
+                                                             for r in made])) if made else None),
+                "spread_median": float(np.median(spreads)) if spreads else None}
+        out[f"{lo}-{hi}"] = row
     return out
 
 
@@ -550,6 +582,19 @@ def markdown(payload: dict) -> str:
                 notes.append(f"{method}: {'; '.join(extra)}.")
         if notes:
             lines += ["", *notes]
+        if data.get("by_size"):
+            n = max(counts)
+            methods = list(data["methods"])
+            lines += ["", f"By size (heavy atoms): median best RMSD at N = {n} (Å) / median ms "
+                          "per conformer / median spread (Å), each method on the molecules it "
+                          "accepted (their count in brackets):", ""]
+            lines += markdown_table(
+                ["heavy atoms", *methods],
+                [[bin_name, *(f"{_num(c['median'])} / {_num(c['ms_per_conformer_median'], '.1f')}"
+                              f" / {_num(c['spread_median'])} ({c['molecules']})"
+                              for c in (row[m] for m in methods))]
+                 for bin_name, row in data["by_size"].items()],
+                "l" + "r" * len(methods))
         for label, paired in data.get("on_model_accepted", {}).items():
             accepted = paired[label]["molecules"]
             if accepted in (0, data["selected"]):  # nothing to compare, or the table above
@@ -622,6 +667,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--data-dir", help="shared data root (default $QD_DATA)")
     p.add_argument("--fresh", action="store_true", help="ignore stored passes")
+    p.add_argument("--note", help="a sentence on the conditions of the timed passes, for the "
+                                  "results (e.g. what else ran)")
     p.add_argument("--name", help="results file stem (default bound_pose[_quick])")
     p.add_argument("--out", default=str(RESULTS), help="results folder (benchmarks/results)")
     args = p.parse_args(argv)
@@ -660,15 +707,21 @@ def evaluate_set(name: str, ligands: list[Ligand], info: dict, models: list[Mode
     common = {"version": PART_VERSION, "ids": [lig.id for lig in chosen], "count": count,
               "counts": args.counts, "seed": args.seed, "max_matches": args.max_matches}
     records: dict[str, list[dict]] = {}
+    loads: dict[str, float | None] = {}
+
+    def add(kind: str, result: tuple[dict, float | None]) -> None:
+        records.update(result[0])
+        loads[kind] = result[1]
+
     if not args.skip_etkdg:
-        records.update(run_pass(
+        add("etkdg", run_pass(
             name, chosen, "etkdg", {**common, "mmff_iterations": MMFF_ITERS}, parts,
             lambda lig: etkdg_records(lig, seed_of(lig), count, scorer(lig), args.counts),
             args.fresh))
     for m in models:
         meta = {**common, "model_sha256": m.sha256, "sampler": args.sampler.label(),
                 "max_atoms": args.max_atoms, "mmff": args.model_mmff}
-        records.update(run_pass(
+        add(m.label, run_pass(
             name, chosen, m.label, meta, parts,
             lambda lig, m=m: model_records(m, lig, seed_of(lig), count, scorer(lig),
                                            args.counts, args),
@@ -676,6 +729,8 @@ def evaluate_set(name: str, ligands: list[Ligand], info: dict, models: list[Mode
     data = {"info": info, "selected": len(chosen), "ids": [lig.id for lig in chosen],
             "heavy_atoms": [lig.heavy for lig in chosen],
             "methods": {method: summarise(recs, args.counts) for method, recs in records.items()},
+            "by_size": by_size(records, args.counts),
+            "load_average_at_pass_start": loads,
             "per_molecule": {method: columns(recs, args.counts)
                              for method, recs in records.items()}}
     if models and records:
@@ -733,7 +788,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                            "torch_threads": args.threads,
                            "load_average_at_start": [round(x, 2) for x in load_avg],
                            "note": f"load average {load_avg[0]:.2f} on {os.cpu_count()} cores at "
-                                   "the start (timings next to other work are slower)."},
+                                   "the start of this invocation (timings next to other work "
+                                   "are slower; each pass's own in the JSON where recorded)"
+                                   + (f"; {args.note}" if args.note else "") + "."},
                "models": {m.label: {"path": shown(m.path), "sha256": m.sha256,
                                     "source": m.task.options.source,
                                     "elements": list(m.task.elements)} for m in models},
