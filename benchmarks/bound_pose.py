@@ -33,7 +33,7 @@ are selected); conformer count N uses the first N of them:
   :func:`quotient_diffusion.tasks.load` and sampled with
   :func:`quotient_diffusion.tasks.generate` (the library's sampling loop: ``--max-atoms`` atoms
   per batch, the command's default sampler ``quotient_diffusion.conformers.DEFAULT_SAMPLER``
-  unless ``--sample-steps`` or ``--method sde``), raw samples mirrored where that gives the requested stereo
+  unless ``--sample-steps`` or ``--method sde`` with its ``--noise-scale``), raw samples mirrored where that gives the requested stereo
   (``fix_stereo``, as benchmarks/conformers.py scores them; the fraction with the requested
   stereo is reported). ``--model-mmff`` adds a row with each sample relaxed by MMFF94. A
   molecule the model cannot take is refused, counted by reason, not sampled: the command's
@@ -659,6 +659,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", choices=("ode", "sde"), default="ode",
                    help="model sampler: the ODE (default) or the SDE (Euler-Maruyama, "
                         "50 steps on the uniform grid unless --sample-steps)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="SDE noise scale (below 1: a lower-temperature SDE)")
     p.add_argument("--max-atoms", type=int, default=4096, help="atoms per sampling batch")
     p.add_argument("--max-matches", type=int, default=MAX_MATCHES,
                    help="atom maps tried per RMSD (the guard against huge symmetry)")
@@ -764,7 +766,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                    "QM9 model, which refuses most ligands)")
         print(message, flush=True)
         notes.append(message)
-    args.sampler = conformer_sampler(args.sample_steps, args.method)
+    if args.noise_scale < 0 or (args.noise_scale != 1.0 and args.method != "sde"):
+        raise UsageError("--noise-scale must be >= 0, and only with --method sde")
+    args.sampler = conformer_sampler(args.sample_steps, args.method,
+                                     noise_scale=args.noise_scale)
     for m in models:
         options = m.task.options
         net = m.task.config.model

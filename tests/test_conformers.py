@@ -646,6 +646,7 @@ def test_cli_sampler_options(tmp_path, capsys):
         ("--steps", "10", "--rho", "2", "--last-time", "0"): "dpm2m-power2-10",
         ("--steps", "3"): "dpm2m-power1.5-3-last0.99",  # the default's rho and last time
         ("--method", "sde", "--steps", "3"): "sde-uniform-3",
+        ("--method", "sde", "--steps", "3", "--noise-scale", "0.5"): "sde-uniform-3-noise0.5",
     }
     for extra, label in cases.items():
         out = tmp_path / "out.sdf"

@@ -125,11 +125,13 @@ class SamplerConfig:
 
     def label(self) -> str:
         """A short name such as 'dpm2m-power2-10' (solver, schedule and rho, steps), with
-        '-last0.99' for a ``last_time``."""
+        '-last0.99' for a ``last_time`` and '-noise0.7' for an SDE noise scale other than 1."""
         rho = "" if self.schedule == "uniform" else f"{self.rho or DEFAULT_RHO[self.schedule]:g}"
         name = self.solver if self.method == "ode" else "sde"
         last = "" if self.last_time is None else f"-last{self.last_time:g}"
-        return f"{name}-{self.schedule}{rho}-{self.steps}{last}"
+        noise = ("" if self.method == "ode" or self.noise_scale == 1.0
+                 else f"-noise{self.noise_scale:g}")
+        return f"{name}-{self.schedule}{rho}-{self.steps}{last}{noise}"
 
 
 def resolve_sampler(
