@@ -84,7 +84,11 @@ BUNDLED_MODELS = {"qm9": "conformers_qm9.pt", "druglike": "conformers_druglike.p
 #: ``model="auto"`` gives a molecule the QM9 model takes to it up to this many heavy atoms, and
 #: everything else to the drug-like model: the boundary between the two training sets (QM9's
 #: molecules have at most 9 heavy atoms, the CCD set's at least 10), so that each molecule goes
-#: to a model that has seen its size
+#: to a model that has seen its size. Measured on both sides with the default sampler: on 200
+#: GEOM-QM9 test molecules (<= 9 heavy atoms) AMR-R 0.122 A for the QM9 model, 0.26 for the
+#: drug-like one (benchmarks/results/conformers_auto_rule.md); on the 108 Genentech ligands of
+#: 10-18 heavy atoms the QM9 model takes, median best-of-50 RMSD to the bound pose 0.22 A for it,
+#: 0.17 for the drug-like model (bound_pose.md)
 AUTO_QM9_MAX_HEAVY_ATOMS = 9
 
 
